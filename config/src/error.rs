@@ -15,7 +15,11 @@ pub struct Invalid {
 impl Invalid {
     /// Builds an `Invalid` from anything printable.
     pub fn new(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), value: value.to_string(), reason: reason.into() }
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -31,7 +31,10 @@ impl Loader {
     pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let env: BTreeMap<String, String> = vars.into_iter().collect();
         Self {
-            dir: env.get("COURIER_CONFIG_DIR").filter(|d| !d.is_empty()).map(PathBuf::from),
+            dir: env
+                .get("COURIER_CONFIG_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
             environment: env
                 .get("COURIER_ENVIRONMENT")
                 .cloned()
@@ -74,8 +77,12 @@ impl Loader {
 /// `COURIER_NATS__URL` -> `nats.url`; variables without a section separator are not keys.
 fn key_of_var(var: &str) -> Option<String> {
     let rest = var.strip_prefix(PREFIX)?;
-    rest.contains("__")
-        .then(|| rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."))
+    rest.contains("__").then(|| {
+        rest.split("__")
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+            .join(".")
+    })
 }
 
 /// The table being built, with the layer that set each key.
@@ -89,18 +96,27 @@ impl Layers {
         // Invariant: settings structs are plain serde structs of strings, numbers, durations
         // and options, which always serialize to a TOML table.
         let table = Table::try_from(defaults).expect("settings defaults serialize to a table");
-        Self { table, origins: BTreeMap::new() }
+        Self {
+            table,
+            origins: BTreeMap::new(),
+        }
     }
 
     fn file(&mut self, path: &Path, required: bool) -> Result<(), ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         };
-        let layer: Table = text
-            .parse()
-            .map_err(|source| ConfigError::Syntax { path: path.to_owned(), source })?;
+        let layer: Table = text.parse().map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
         let origin = path.display().to_string();
         merge(&mut self.table, layer, "", &origin, &mut self.origins);
         Ok(())
@@ -119,7 +135,9 @@ impl Layers {
         };
         let mut table = &mut self.table;
         for part in parents.into_iter().flat_map(|p| p.split('.')) {
-            let entry = table.entry(part.to_owned()).or_insert_with(|| Value::Table(Table::new()));
+            let entry = table
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Table(Table::new()));
             table = match entry {
                 Value::Table(t) => t,
                 _ => {
@@ -141,7 +159,10 @@ impl Layers {
     }
 
     fn origin_of(&self, key: &str) -> String {
-        self.origins.get(key).cloned().unwrap_or_else(|| "default".to_owned())
+        self.origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
     }
 
     fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
@@ -165,7 +186,11 @@ fn merge(
     origins: &mut BTreeMap<String, String>,
 ) {
     for (name, value) in layer {
-        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         match (base.get_mut(&name), value) {
             (Some(Value::Table(inner)), Value::Table(layer)) => {
                 merge(inner, layer, &key, origin, origins)
@@ -197,12 +222,16 @@ fn render(value: &Value) -> String {
 /// Parses an environment value as the type the key already has (a string when unknown).
 fn typed_like(current: Option<&Value>, raw: &str) -> Result<Value, String> {
     match current {
-        Some(Value::Integer(_)) => {
-            raw.trim().parse().map(Value::Integer).map_err(|_| "expected a whole number".into())
-        }
-        Some(Value::Float(_)) => {
-            raw.trim().parse().map(Value::Float).map_err(|_| "expected a number".into())
-        }
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| "expected a whole number".into()),
+        Some(Value::Float(_)) => raw
+            .trim()
+            .parse()
+            .map(Value::Float)
+            .map_err(|_| "expected a number".into()),
         Some(Value::Boolean(_)) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" => Ok(Value::Boolean(false)),

@@ -110,11 +110,17 @@ impl Default for ServiceSettings {
 impl Validate for ServiceSettings {
     fn validate(&self) -> Result<(), Invalid> {
         if self.max_in_flight == 0 {
-            return Err(Invalid::new("service.max_in_flight", 0, "must be at least 1"));
+            return Err(Invalid::new(
+                "service.max_in_flight",
+                0,
+                "must be at least 1",
+            ));
         }
         positive("service.drain_grace", self.drain_grace)?;
         if self.queue_group.is_empty()
-            || self.queue_group.contains(|c: char| c.is_whitespace() || c == '.' || c == '*' || c == '>')
+            || self
+                .queue_group
+                .contains(|c: char| c.is_whitespace() || c == '.' || c == '*' || c == '>')
         {
             return Err(Invalid::new(
                 "service.queue_group",
@@ -140,7 +146,10 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     /// An embedded SQLite file, the default of every service.
     pub fn sqlite_file(path: &str) -> Self {
-        Self { url: Secret::new(format!("sqlite://{path}")), max_connections: 5 }
+        Self {
+            url: Secret::new(format!("sqlite://{path}")),
+            max_connections: 5,
+        }
     }
 }
 
@@ -163,7 +172,11 @@ impl Validate for DatabaseSettings {
             ));
         }
         if self.max_connections == 0 {
-            return Err(Invalid::new("database.max_connections", 0, "must be at least 1"));
+            return Err(Invalid::new(
+                "database.max_connections",
+                0,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -181,7 +194,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".to_owned(), format: LogFormat::Pretty }
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
     }
 }
 

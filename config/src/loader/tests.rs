@@ -65,7 +65,9 @@ fn courier_variables_win_over_ecosystem_ones_and_are_typed() {
 
 #[test]
 fn aliases_for_sections_the_settings_lack_are_ignored() {
-    let s: Settings = env(&[("CONSUL_HTTP_ADDR", "127.0.0.1:8500")]).load().unwrap();
+    let s: Settings = env(&[("CONSUL_HTTP_ADDR", "127.0.0.1:8500")])
+        .load()
+        .unwrap();
     assert_eq!(s.nats.url, "nats://127.0.0.1:4222");
 }
 
@@ -74,29 +76,44 @@ fn files_layer_base_then_environment() {
     let dir = dir_with(
         "layers",
         &[
-            ("base.toml", "[nats]\nurl = \"nats://base:1\"\n[service]\nmax_in_flight = 3\n"),
+            (
+                "base.toml",
+                "[nats]\nurl = \"nats://base:1\"\n[service]\nmax_in_flight = 3\n",
+            ),
             ("production.toml", "[nats]\nurl = \"nats://prod:1\"\n"),
         ],
     );
     let dir = dir.to_str().unwrap();
-    let s: Settings =
-        env(&[("COURIER_CONFIG_DIR", dir), ("COURIER_ENVIRONMENT", "production")]).load().unwrap();
+    let s: Settings = env(&[
+        ("COURIER_CONFIG_DIR", dir),
+        ("COURIER_ENVIRONMENT", "production"),
+    ])
+    .load()
+    .unwrap();
     assert_eq!(s.nats.url, "nats://prod:1");
     assert_eq!(s.service.max_in_flight, 3);
 }
 
 #[test]
 fn a_bad_number_names_the_key_value_and_variable() {
-    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "lots")]).load::<Settings>().unwrap_err();
+    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "lots")])
+        .load::<Settings>()
+        .unwrap_err();
     let invalid = err.invalid().unwrap();
     assert_eq!(invalid.key, "service.max_in_flight");
     assert_eq!(invalid.value, "lots");
-    assert!(err.to_string().contains("env COURIER_SERVICE__MAX_IN_FLIGHT"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("env COURIER_SERVICE__MAX_IN_FLIGHT"),
+        "{err}"
+    );
 }
 
 #[test]
 fn validation_failure_names_the_key_and_origin() {
-    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "0")]).load::<Settings>().unwrap_err();
+    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "0")])
+        .load::<Settings>()
+        .unwrap_err();
     assert_eq!(err.invalid().unwrap().key, "service.max_in_flight");
     assert_eq!(
         err.to_string(),
@@ -107,46 +124,64 @@ fn validation_failure_names_the_key_and_origin() {
 
 #[test]
 fn a_bad_duration_names_the_key() {
-    let err = env(&[("COURIER_SERVICE__DRAIN_GRACE", "soon")]).load::<Settings>().unwrap_err();
+    let err = env(&[("COURIER_SERVICE__DRAIN_GRACE", "soon")])
+        .load::<Settings>()
+        .unwrap_err();
     assert_eq!(err.invalid().unwrap().key, "service.drain_grace");
     assert_eq!(err.invalid().unwrap().value, "soon");
 }
 
 #[test]
 fn a_bad_url_is_refused() {
-    let err = env(&[("NATS_URL", "http://x:1")]).load::<Settings>().unwrap_err();
+    let err = env(&[("NATS_URL", "http://x:1")])
+        .load::<Settings>()
+        .unwrap_err();
     assert_eq!(err.invalid().unwrap().key, "nats.url");
 }
 
 #[test]
 fn unknown_keys_in_files_are_refused_with_their_path() {
-    let dir = dir_with("unknown", &[("base.toml", "[nats]\nurll = \"nats://x:1\"\n")]);
-    let err = env(&[("COURIER_CONFIG_DIR", dir.to_str().unwrap())]).load::<Settings>().unwrap_err();
+    let dir = dir_with(
+        "unknown",
+        &[("base.toml", "[nats]\nurll = \"nats://x:1\"\n")],
+    );
+    let err = env(&[("COURIER_CONFIG_DIR", dir.to_str().unwrap())])
+        .load::<Settings>()
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("unknown field `urll`"), "{text}");
 }
 
 #[test]
 fn unknown_courier_variables_are_refused() {
-    let err = env(&[("COURIER_NATS__URLL", "nats://x:1")]).load::<Settings>().unwrap_err();
+    let err = env(&[("COURIER_NATS__URLL", "nats://x:1")])
+        .load::<Settings>()
+        .unwrap_err();
     assert!(err.to_string().contains("urll"), "{err}");
 }
 
 #[test]
 fn a_missing_base_file_is_an_error_naming_it() {
-    let err = env(&[("COURIER_CONFIG_DIR", "/nonexistent/courier")]).load::<Settings>().unwrap_err();
+    let err = env(&[("COURIER_CONFIG_DIR", "/nonexistent/courier")])
+        .load::<Settings>()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/courier/base.toml"));
 }
 
 #[test]
 fn database_url_errors_never_echo_credentials() {
-    let err = env(&[("DATABASE_URL", "mysql://root:hunter2@db/x")]).load::<Settings>().unwrap_err();
+    let err = env(&[("DATABASE_URL", "mysql://root:hunter2@db/x")])
+        .load::<Settings>()
+        .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
 #[test]
 fn secrets_do_not_show_in_debug() {
-    let s = DatabaseSettings { url: Secret::new("postgres://u:pw@h/db"), max_connections: 1 };
+    let s = DatabaseSettings {
+        url: Secret::new("postgres://u:pw@h/db"),
+        max_connections: 1,
+    };
     assert!(!format!("{s:?}").contains("pw@"));
 }

@@ -1,0 +1,162 @@
+//! Calls to other services and events out, with the caller's [`Meta`] carried in headers.
+
+use std::time::Duration;
+
+use async_nats::client::RequestErrorKind;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::meta::header;
+use crate::{CallError, Codec, Meta, ServiceError};
+
+/// A typed request-reply and publish helper over one NATS connection. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    nats: async_nats::Client,
+    codec: Codec,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client that sends MessagePack (compact; Courier services answer in kind) and waits
+    /// `timeout` for replies unless the request's deadline is sooner.
+    pub fn new(nats: async_nats::Client, timeout: Duration) -> Self {
+        Self {
+            nats,
+            codec: Codec::MsgPack,
+            timeout,
+        }
+    }
+
+    /// The same client with another payload format.
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The same client with another default time-out.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `body` to `subject` and decodes the reply. The deadline is the sooner of the
+    /// caller's and now + the time-out; it travels in `Courier-Deadline`, so the callee does not
+    /// work for a caller that has given up.
+    pub async fn call<Req, Resp>(
+        &self,
+        subject: &str,
+        body: &Req,
+        meta: &Meta,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let meta = meta.clone().with_timeout(self.timeout);
+        let wait = meta.remaining().unwrap_or(self.timeout);
+        let payload = self
+            .codec
+            .encode(body)
+            .map_err(|source| CallError::Encode {
+                subject: subject.to_owned(),
+                source,
+            })?;
+        let mut headers = meta.outgoing_headers();
+        headers.insert(header::CONTENT_TYPE, self.codec.content_type());
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .headers(headers)
+            .timeout(Some(wait));
+        let reply = self
+            .nats
+            .send_request(subject.to_owned(), request)
+            .await
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => CallError::NoResponders {
+                    subject: subject.to_owned(),
+                },
+                RequestErrorKind::TimedOut => CallError::TimedOut {
+                    subject: subject.to_owned(),
+                    after: wait,
+                },
+                _ => CallError::Transport {
+                    subject: subject.to_owned(),
+                    source: Box::new(e),
+                },
+            })?;
+        let codec = Codec::from_content_type(
+            reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(header::CONTENT_TYPE))
+                .map(|v| v.as_str()),
+        )
+        .unwrap_or(self.codec);
+        if let Some(error) = wire_error(&reply, codec) {
+            return Err(CallError::Service {
+                subject: subject.to_owned(),
+                error,
+            });
+        }
+        codec
+            .decode(&reply.payload)
+            .map_err(|source| CallError::Decode {
+                subject: subject.to_owned(),
+                source,
+            })
+    }
+
+    /// Publishes an event in JSON (so any subscriber, `nats sub` included, can read it), with
+    /// the request id and trace context of `meta`.
+    pub async fn publish<E: Serialize + ?Sized>(
+        &self,
+        subject: &str,
+        event: &E,
+        meta: &Meta,
+    ) -> Result<(), CallError> {
+        let payload = Codec::Json
+            .encode(event)
+            .map_err(|source| CallError::Encode {
+                subject: subject.to_owned(),
+                source,
+            })?;
+        // An event has no deadline: whoever handles it does so on their own time.
+        let mut headers = Meta {
+            deadline: None,
+            ..meta.clone()
+        }
+        .outgoing_headers();
+        headers.insert(header::CONTENT_TYPE, Codec::Json.content_type());
+        self.nats
+            .publish_with_headers(subject.to_owned(), headers, payload)
+            .await
+            .map_err(|e| CallError::Transport {
+                subject: subject.to_owned(),
+                source: Box::new(e),
+            })
+    }
+}
+
+/// The error a reply carries in its NATS micro headers, with the body's details when readable.
+fn wire_error(reply: &async_nats::Message, codec: Codec) -> Option<ServiceError> {
+    let headers = reply.headers.as_ref()?;
+    let code = headers
+        .get(header::SERVICE_ERROR_CODE)?
+        .as_str()
+        .trim()
+        .parse()
+        .unwrap_or(500);
+    let message = headers
+        .get(header::SERVICE_ERROR)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    Some(
+        codec
+            .decode::<ServiceError>(&reply.payload)
+            .unwrap_or(ServiceError {
+                code,
+                message,
+                details: None,
+            }),
+    )
+}

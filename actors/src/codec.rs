@@ -1,0 +1,180 @@
+//! Payload formats. The request's `Content-Type` picks the codec; the reply uses the same one.
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::meta::header;
+
+/// `Content-Type` of JSON payloads.
+pub const JSON: &str = "application/json";
+/// `Content-Type` of MessagePack payloads.
+pub const MSGPACK: &str = "application/msgpack";
+
+/// A payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// JSON, the default when a message has no `Content-Type`.
+    #[default]
+    Json,
+    /// MessagePack with structs as maps (field names on the wire), via `rmp-serde`.
+    MsgPack,
+}
+
+/// Why a payload could not be decoded: the field path (empty for the whole body) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{problem}", if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") })]
+pub struct DecodeError {
+    /// Dotted path of the offending field, `.` for the whole body.
+    pub path: String,
+    /// What is wrong, from the decoder.
+    pub problem: String,
+}
+
+/// A value could not be encoded (a map with non-string keys in JSON, say).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode reply: {0}")]
+pub struct EncodeError(String);
+
+impl Codec {
+    /// The codec named by a `Content-Type` value (parameters such as `; charset=utf-8` ignored).
+    pub fn from_content_type(value: Option<&str>) -> Result<Self, String> {
+        let Some(value) = value else {
+            return Ok(Self::Json);
+        };
+        let essence = value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "" | JSON | "text/json" => Ok(Self::Json),
+            MSGPACK | "application/x-msgpack" | "application/vnd.msgpack" => Ok(Self::MsgPack),
+            other => Err(format!(
+                "unsupported {} {other:?}: use {JSON} or {MSGPACK}",
+                header::CONTENT_TYPE
+            )),
+        }
+    }
+
+    /// The `Content-Type` this codec writes.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => JSON,
+            Self::MsgPack => MSGPACK,
+        }
+    }
+
+    /// Decodes a payload. An empty JSON payload reads as `{}`, so `nats req users.list ''` works.
+    pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, DecodeError> {
+        let error = |path: String, problem: String| DecodeError { path, problem };
+        match self {
+            Self::Json => {
+                let payload = if payload.iter().all(u8::is_ascii_whitespace) {
+                    b"{}"
+                } else {
+                    payload
+                };
+                let de = &mut serde_json::Deserializer::from_slice(payload);
+                serde_path_to_error::deserialize(de)
+                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))
+            }
+            Self::MsgPack => {
+                let de = &mut rmp_serde::Deserializer::new(payload);
+                serde_path_to_error::deserialize(de)
+                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))
+            }
+        }
+    }
+
+    /// Encodes a value.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes, EncodeError> {
+        match self {
+            Self::Json => serde_json::to_vec(value)
+                .map(Bytes::from)
+                .map_err(|e| EncodeError(e.to_string())),
+            Self::MsgPack => rmp_serde::to_vec_named(value)
+                .map(Bytes::from)
+                .map_err(|e| EncodeError(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Person {
+        name: String,
+        age: u32,
+    }
+
+    #[test]
+    fn no_content_type_means_json() {
+        assert_eq!(Codec::from_content_type(None), Ok(Codec::Json));
+    }
+
+    #[test]
+    fn content_type_parameters_are_ignored() {
+        assert_eq!(
+            Codec::from_content_type(Some("application/msgpack; v=1")),
+            Ok(Codec::MsgPack)
+        );
+        assert_eq!(
+            Codec::from_content_type(Some("Application/JSON")),
+            Ok(Codec::Json)
+        );
+    }
+
+    #[test]
+    fn an_unknown_content_type_is_refused_by_name() {
+        let err = Codec::from_content_type(Some("text/xml")).unwrap_err();
+        assert!(err.contains("text/xml"), "{err}");
+    }
+
+    #[test]
+    fn msgpack_round_trips_structs_as_maps() {
+        let p = Person {
+            name: "Ada".into(),
+            age: 36,
+        };
+        let bytes = Codec::MsgPack.encode(&p).unwrap();
+        // A fixmap of two entries, not a fixarray: field names travel on the wire.
+        assert_eq!(bytes[0], 0x82);
+        assert_eq!(Codec::MsgPack.decode::<Person>(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn a_wrong_field_type_names_the_field() {
+        let err = Codec::Json
+            .decode::<Person>(br#"{"name":"Ada","age":"old"}"#)
+            .unwrap_err();
+        assert_eq!(err.path, "age");
+        assert!(err.to_string().starts_with("age: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let err = Codec::Json
+            .decode::<Person>(br#"{"name":"Ada"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("missing field `age`"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_not_a_panic() {
+        assert!(Codec::Json.decode::<Person>(b"\xff\x00garbage").is_err());
+        assert!(Codec::MsgPack.decode::<Person>(b"\xc1\xc1").is_err());
+    }
+
+    #[test]
+    fn an_empty_json_payload_reads_as_an_empty_object() {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            limit: Option<u32>,
+        }
+        assert_eq!(Codec::Json.decode::<Page>(b"").unwrap().limit, None);
+    }
+}

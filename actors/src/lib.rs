@@ -1,0 +1,51 @@
+//! `courier-actors`: actix actors fed by NATS subjects.
+//!
+//! A service is a name, a semver version and a set of bindings, each from a subject to an actor:
+//!
+//! - **endpoints** (request-reply): a typed request [`Call`] arrives as [`Request<M>`] at an
+//!   actor, a pool of actors, or a `SyncArbiter` for CPU-bound work ([`Supervised`]);
+//! - **event subscriptions** (pub/sub): a typed event arrives as [`Event<E>`].
+//!
+//! The [`bridge`](crate::service) is the only place that touches NATS messages. For every request
+//! it reads the headers ([`Meta`]: request id, W3C `traceparent`, deadline), refuses work past
+//! the in-flight limit (503 with `Retry-After-Ms`) or past its deadline (504), decodes the payload
+//! with the request's [`Codec`] (JSON or MessagePack), sends it to the actor, and encodes the
+//! reply or the [`ServiceError`] in the same codec with the NATS micro error headers. Every
+//! service also answers `$SRV.PING|INFO|STATS` ([`micro`]), and its counters feed both
+//! `$SRV.STATS` and Prometheus from one place ([`stats`]).
+//!
+//! [`Client`] is the other direction: typed calls to other services and event publishing, with
+//! no-responders, time-outs and error headers turned into a [`CallError`].
+//!
+//! # Layout
+//! - [`codec`]: JSON / MessagePack by `Content-Type` (pure).
+//! - [`error`]: the wire error and the crate's error enums.
+//! - [`meta`]: request id, trace context and deadline headers (pure).
+//! - [`message`]: `Call`, `Request<M>`, `Event<E>`: what actors see.
+//! - [`supervise`]: `Dispatch` and `Supervised`, actors that are restarted after a crash.
+//! - [`micro`]: the `$SRV` subjects and replies (pure).
+//! - [`stats`]: per-endpoint counters, in-flight limits and their Prometheus metrics.
+//! - [`service`]: the builder, the bridge loops and drain.
+//! - [`client`]: calls and events out.
+//!
+//! # Must not depend on
+//! Consul, HTTP or any service crate. Domain actors never see NATS types: they get
+//! `Request<M>` / `Event<E>` with a [`Meta`] to pass to outgoing calls.
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod meta;
+pub mod micro;
+pub mod service;
+pub mod stats;
+pub mod supervise;
+
+pub use client::Client;
+pub use codec::Codec;
+pub use error::{CallError, Error, ServiceError};
+pub use message::{Call, Event, Request};
+pub use meta::Meta;
+pub use service::{Endpoint, Running, Service, ServiceBuilder, Subscription};
+pub use supervise::{Dispatch, Supervised};

@@ -1,0 +1,275 @@
+//! Request metadata carried in plain NATS headers: request id, W3C trace context, deadline.
+//!
+//! Any NATS client can set them; a caller that sets none gets a fresh request id and trace.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+
+/// Header names Courier reads and writes.
+pub mod header {
+    /// Payload format of the message.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// The request id, echoed on the reply and carried to outgoing calls.
+    pub const REQUEST_ID: &str = "X-Request-Id";
+    /// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// Absolute deadline, milliseconds since the Unix epoch (clocks are assumed in sync, as
+    /// for any deadline that crosses machines).
+    pub const DEADLINE: &str = "Courier-Deadline";
+    /// NATS micro: the error message of a failed request.
+    pub const SERVICE_ERROR: &str = "Nats-Service-Error";
+    /// NATS micro: the error code of a failed request.
+    pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+    /// How long a refused caller should wait before trying again, in milliseconds.
+    pub const RETRY_AFTER_MS: &str = "Retry-After-Ms";
+}
+
+/// What a handler knows about the request it serves, and passes on to the calls it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// Read from `X-Request-Id`, or made up when absent.
+    pub request_id: String,
+    /// This hop's trace context (the caller's trace id, a new span id).
+    pub trace: TraceContext,
+    /// When the caller stops waiting, if it said.
+    pub deadline: Option<SystemTime>,
+}
+
+/// A bad header value, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("header {name}: {problem}")]
+pub struct HeaderError {
+    /// The header.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl Meta {
+    /// A new root: fresh request id and trace, no deadline (for work that starts here).
+    pub fn root() -> Self {
+        Self {
+            request_id: nuid::next().to_string(),
+            trace: TraceContext::new_root(),
+            deadline: None,
+        }
+    }
+
+    /// The same request with a deadline `timeout` from now (or the caller's, if sooner).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        let candidate = SystemTime::now() + timeout;
+        self.deadline = Some(self.deadline.map_or(candidate, |d| d.min(candidate)));
+        self
+    }
+
+    /// Reads the metadata of an incoming message. A malformed `traceparent` starts a new trace
+    /// (as W3C asks); a malformed deadline is an error, since guessing it could run work the
+    /// caller no longer waits for or refuse work it does.
+    pub fn from_headers(headers: Option<&HeaderMap>) -> Result<Self, HeaderError> {
+        let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
+        let request_id = match get(header::REQUEST_ID) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => nuid::next().to_string(),
+        };
+        let trace = get(header::TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .map(|parent| parent.child())
+            .unwrap_or_else(TraceContext::new_root);
+        let deadline = get(header::DEADLINE).map(parse_deadline).transpose()?;
+        Ok(Self {
+            request_id,
+            trace,
+            deadline,
+        })
+    }
+
+    /// Time left before the deadline; `Some(ZERO)` when it has passed, `None` without one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| {
+            d.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+
+    /// Headers for a call or event sent on behalf of this request.
+    pub fn outgoing_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::REQUEST_ID, self.request_id.as_str());
+        headers.insert(header::TRACEPARENT, self.trace.to_header().as_str());
+        if let Some(deadline) = self.deadline {
+            headers.insert(header::DEADLINE, unix_millis(deadline).to_string().as_str());
+        }
+        headers
+    }
+}
+
+fn parse_deadline(value: &str) -> Result<SystemTime, HeaderError> {
+    let millis: u64 = value.parse().map_err(|_| HeaderError {
+        name: header::DEADLINE,
+        problem: format!("{value:?} is not milliseconds since the Unix epoch"),
+    })?;
+    Ok(UNIX_EPOCH + Duration::from_millis(millis))
+}
+
+/// Milliseconds since the Unix epoch, as `Courier-Deadline` carries them.
+pub fn unix_millis(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// A W3C trace context (`traceparent` version 00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16 bytes, never all zero.
+    pub trace_id: u128,
+    /// 8 bytes, never zero: the span of this hop.
+    pub span_id: u64,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// A new trace, sampled.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: nonzero(rand::random()),
+            span_id: nonzero(rand::random()),
+            flags: 1,
+        }
+    }
+
+    /// The same trace with a new span id, for the next hop.
+    pub fn child(self) -> Self {
+        Self {
+            span_id: nonzero(rand::random()),
+            ..self
+        }
+    }
+
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; `None` for anything else or all-zero ids.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len| {
+            (s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .then_some(())
+        };
+        hex(version, 2)?;
+        hex(trace, 32)?;
+        hex(span, 16)?;
+        hex(flags, 2)?;
+        if version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
+        let span_id = u64::from_str_radix(span, 16).ok().filter(|s| *s != 0)?;
+        Some(Self {
+            trace_id,
+            span_id,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        })
+    }
+
+    /// The 32 hex digits of the trace id, as logs show it.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The `traceparent` header value.
+    pub fn to_header(self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+fn nonzero<T: Default + PartialEq + From<u8>>(value: T) -> T {
+    if value == T::default() {
+        T::from(1)
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn a_valid_traceparent_keeps_its_trace_id_with_a_new_span() {
+        let meta = Meta::from_headers(Some(&headers(&[(header::TRACEPARENT, PARENT)]))).unwrap();
+        assert_eq!(
+            meta.trace.trace_id_hex(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_ne!(meta.trace.span_id, 0x00f067aa0ba902b7);
+        assert_eq!(meta.trace.flags, 1);
+        let out = meta.outgoing_headers();
+        assert!(out
+            .get(header::TRACEPARENT)
+            .unwrap()
+            .as_str()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    }
+
+    #[test]
+    fn traceparent_round_trips() {
+        assert_eq!(TraceContext::parse(PARENT).unwrap().to_header(), PARENT);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_rejected() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_missing_request_id_is_made_up_and_a_given_one_kept() {
+        assert!(!Meta::from_headers(None).unwrap().request_id.is_empty());
+        let meta = Meta::from_headers(Some(&headers(&[(header::REQUEST_ID, "abc")]))).unwrap();
+        assert_eq!(meta.request_id, "abc");
+    }
+
+    #[test]
+    fn a_past_deadline_leaves_zero_time() {
+        let meta = Meta::from_headers(Some(&headers(&[(header::DEADLINE, "1000")]))).unwrap();
+        assert_eq!(meta.remaining(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_malformed_deadline_is_an_error() {
+        let err = Meta::from_headers(Some(&headers(&[(header::DEADLINE, "soon")]))).unwrap_err();
+        assert_eq!(err.name, header::DEADLINE);
+    }
+
+    #[test]
+    fn with_timeout_keeps_the_sooner_deadline() {
+        let soon = Meta::root().with_timeout(Duration::from_millis(10));
+        let later = soon.clone().with_timeout(Duration::from_secs(60));
+        assert_eq!(soon.deadline, later.deadline);
+    }
+}

@@ -1,0 +1,305 @@
+//! The bridge: the only code that reads NATS messages and writes replies. Everything it calls
+//! (codec, meta, handlers, stats) is plain Rust.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::{HeaderMap, Message, Subject, Subscriber};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{watch, Semaphore};
+
+use super::endpoint::{EventOutcome, Subscription};
+use super::{EndpointRuntime, Shared};
+use crate::meta::header;
+use crate::micro::Verb;
+use crate::stats::{Metrics, Slot};
+use crate::{Codec, Error, Meta, ServiceError};
+
+/// How long a caller refused at the in-flight limit should wait before trying again.
+const RETRY_AFTER_MS: &str = "100";
+
+pub(super) async fn subscribe(
+    nats: &async_nats::Client,
+    subject: &str,
+    group: Option<&str>,
+) -> Result<Subscriber, Error> {
+    let result = match group {
+        Some(group) => {
+            nats.queue_subscribe(subject.to_owned(), group.to_owned())
+                .await
+        }
+        None => nats.subscribe(subject.to_owned()).await,
+    };
+    result.map_err(|source| Error::Subscribe {
+        subject: subject.to_owned(),
+        source,
+    })
+}
+
+/// Takes requests until told to stop, then drains the subscription: what the server already
+/// sent is still handled, and the loop ends when the stream does.
+pub(super) async fn serve_endpoint(
+    ep: Arc<EndpointRuntime>,
+    mut sub: Subscriber,
+    nats: async_nats::Client,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut draining = false;
+    loop {
+        let msg = tokio::select! {
+            msg = sub.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = stop.changed(), if !draining => {
+                draining = true;
+                if let Err(error) = sub.drain().await {
+                    tracing::warn!(%error, subject = %ep.subject, "Could not drain the subscription.");
+                    break;
+                }
+                continue;
+            }
+        };
+        accept(&ep, &nats, &metrics, msg).await;
+    }
+}
+
+/// Admits a request (spawning its handling) or refuses it at once.
+async fn accept(
+    ep: &Arc<EndpointRuntime>,
+    nats: &async_nats::Client,
+    metrics: &Metrics,
+    msg: Message,
+) {
+    let Some(reply) = msg.reply.clone() else {
+        metrics.no_reply.inc();
+        tracing::warn!(subject = %msg.subject, "Request has no reply subject.");
+        return;
+    };
+    ep.stats.received();
+    match ep.stats.in_flight.try_enter() {
+        Some(slot) => {
+            tokio::spawn(handle(ep.clone(), nats.clone(), msg, reply, slot));
+        }
+        None => {
+            ep.stats.rejected();
+            let error = ServiceError::unavailable(format!(
+                "{} is at its limit of requests in flight; retry later",
+                ep.name
+            ));
+            ep.stats.failed(error.code, &error.message);
+            let (codec, request_id) = (reply_codec(&msg), request_id(&msg));
+            let mut headers = error_headers(codec, &request_id, &error);
+            headers.insert(header::RETRY_AFTER_MS, RETRY_AFTER_MS);
+            publish(nats, reply, headers, encode_error(codec, &error)).await;
+        }
+    }
+}
+
+/// Handles one admitted request; `_slot` frees its in-flight place when this ends, however.
+async fn handle(
+    ep: Arc<EndpointRuntime>,
+    nats: async_nats::Client,
+    msg: Message,
+    reply: Subject,
+    _slot: Slot,
+) {
+    let started = Instant::now();
+    let codec = reply_codec(&msg);
+    let result = AssertUnwindSafe(run(&ep, &msg))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(ServiceError::internal("the request crashed its handler")));
+    ep.stats.handled(started.elapsed());
+    let request_id = request_id(&msg);
+    let (headers, payload) = match result {
+        Ok(payload) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, codec.content_type());
+            headers.insert(header::REQUEST_ID, request_id.as_str());
+            (headers, payload)
+        }
+        Err(error) => {
+            ep.stats.failed(error.code, &error.message);
+            if error.is_server_error() {
+                tracing::error!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request failed.");
+            } else {
+                tracing::debug!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request refused.");
+            }
+            (
+                error_headers(codec, &request_id, &error),
+                encode_error(codec, &error),
+            )
+        }
+    };
+    publish(&nats, reply, headers, payload).await;
+}
+
+/// Headers, deadline, decode, handler: the reply payload or the error to send.
+async fn run(ep: &EndpointRuntime, msg: &Message) -> Result<Bytes, ServiceError> {
+    let codec = Codec::from_content_type(content_type(msg)).map_err(ServiceError::bad_request)?;
+    let meta = Meta::from_headers(msg.headers.as_ref())
+        .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+    let remaining = meta.remaining();
+    if remaining.is_some_and(|r| r.is_zero()) {
+        return Err(ServiceError::timeout(
+            "the request's deadline passed before it was handled",
+        ));
+    }
+    let handled = ep.handler.handle(codec, msg.payload.clone(), meta);
+    match remaining {
+        Some(left) => tokio::time::timeout(left, handled)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServiceError::timeout(
+                    "the request's deadline passed while it was handled",
+                ))
+            }),
+        None => handled.await,
+    }
+}
+
+fn content_type(msg: &Message) -> Option<&str> {
+    msg.headers
+        .as_ref()?
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_str())
+}
+
+/// The codec of the reply: the request's, or JSON when the request's is unknown.
+fn reply_codec(msg: &Message) -> Codec {
+    Codec::from_content_type(content_type(msg)).unwrap_or_default()
+}
+
+fn request_id(msg: &Message) -> String {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(header::REQUEST_ID))
+        .map(|v| v.as_str().trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| nuid::next().to_string())
+}
+
+fn error_headers(codec: Codec, request_id: &str, error: &ServiceError) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, codec.content_type());
+    headers.insert(header::REQUEST_ID, request_id);
+    // Header values are one line; the body keeps the message as it was.
+    let one_line: String = error
+        .message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    headers.insert(header::SERVICE_ERROR, one_line.as_str());
+    headers.insert(header::SERVICE_ERROR_CODE, error.code.to_string().as_str());
+    headers
+}
+
+fn encode_error(codec: Codec, error: &ServiceError) -> Bytes {
+    // Invariant: a ServiceError is a u16, a string and a JSON value, which both codecs encode.
+    codec.encode(error).expect("a ServiceError always encodes")
+}
+
+async fn publish(nats: &async_nats::Client, reply: Subject, headers: HeaderMap, payload: Bytes) {
+    if let Err(error) = nats.publish_with_headers(reply, headers, payload).await {
+        tracing::warn!(%error, "Reply could not be sent.");
+    }
+}
+
+/// Delivers events to their actor, at most `limit` at a time; on stop, drains the
+/// subscription and waits for the events being handled.
+pub(super) async fn serve_events(
+    subscription: Subscription,
+    mut sub: Subscriber,
+    limit: usize,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limit));
+    let subject = subscription.subject;
+    let mut draining = false;
+    loop {
+        let msg = tokio::select! {
+            msg = sub.next() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            _ = stop.changed(), if !draining => {
+                draining = true;
+                if sub.drain().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        // Invariant: the semaphore is never closed.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is open");
+        let meta = Meta::from_headers(msg.headers.as_ref()).unwrap_or_else(|_| Meta::root());
+        let done = subscription
+            .handler
+            .handle(reply_codec(&msg), msg.payload, meta);
+        let counter = metrics.events.clone();
+        let subject = subject.clone();
+        tokio::spawn(async move {
+            let outcome = AssertUnwindSafe(done)
+                .catch_unwind()
+                .await
+                .unwrap_or(EventOutcome::Crashed);
+            counter
+                .with_label_values(&[subject.as_str(), outcome.label()])
+                .inc();
+            drop(permit);
+        });
+    }
+    // Wait for the events being handled: all permits back.
+    let _ = permits.acquire_many(limit as u32).await;
+}
+
+/// The nine `$SRV` subscriptions: three verbs, three subject forms each.
+pub(super) async fn subscribe_srv(
+    nats: &async_nats::Client,
+    shared: &Shared,
+) -> Result<Vec<Subscriber>, Error> {
+    let mut subs = Vec::with_capacity(9);
+    for verb in Verb::ALL {
+        for subject in verb.subjects(&shared.name, &shared.id) {
+            subs.push(subscribe(nats, &subject, None).await?);
+        }
+    }
+    Ok(subs)
+}
+
+/// Answers `$SRV.PING|INFO|STATS` in JSON until aborted.
+pub(super) async fn serve_srv(
+    shared: Arc<Shared>,
+    subs: Vec<Subscriber>,
+    nats: async_nats::Client,
+    metrics: Metrics,
+) {
+    let mut all = futures::stream::select_all(subs);
+    while let Some(msg) = all.next().await {
+        let Some(reply) = msg.reply else {
+            metrics.no_reply.inc();
+            tracing::warn!(subject = %msg.subject, "$SRV request has no reply subject.");
+            continue;
+        };
+        let body = match Verb::of_subject(&msg.subject) {
+            Some(Verb::Ping) => serde_json::to_vec(&shared.ping()),
+            Some(Verb::Info) => serde_json::to_vec(&shared.info()),
+            Some(Verb::Stats) => serde_json::to_vec(&shared.stats()),
+            None => continue,
+        };
+        // Invariant: the replies are plain structs of strings, numbers and string maps.
+        let body = body.expect("$SRV replies always encode");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, crate::codec::JSON);
+        publish(&nats, reply, headers, body.into()).await;
+    }
+}

