@@ -1,1 +1,64 @@
+//! `courier-users`: the users service. Accounts with argon2id password hashes, in the
+//! service's own database (SQLite file by default, PostgreSQL when configured), served on
+//! `users.*` and announcing changes on `events.users.*`.
+//!
+//! # Layout
+//! - [`endpoints`]: the wire: request and reply types, the service definition.
+//! - [`actor`]: the actor, one forwarding handler per request.
+//! - [`users`]: the logic, plain async methods.
+//! - [`domain`]: the `User`, input rules, the domain error and its wire mapping.
+//! - [`store`]: the database and its migrations.
+//! - [`hasher`]: argon2id on sync actors.
+//! - [`config`]: settings.
+//!
+//! `main.rs` loads the settings and calls [`run`]; tests call [`run`] with their own
+//! shutdown future. Depends on `courier-actors` and `courier-runtime`; never on another service.
 
+pub mod actor;
+pub mod config;
+pub mod domain;
+pub mod endpoints;
+pub mod hasher;
+pub mod store;
+pub mod users;
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use courier_actors::service::DrainReport;
+use courier_actors::{Client, Running, Supervised};
+
+pub use config::Settings;
+
+/// Opens the database, starts the actors, serves until `shutdown`, drains.
+/// `on_start` sees the running instance (its `$SRV` id) once it serves.
+pub async fn run(
+    settings: Settings,
+    on_start: impl FnOnce(&Running),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<DrainReport> {
+    let store = store::Store::connect(&settings.database)
+        .await
+        .context("opening the users database")?;
+    let nats = courier_runtime::connect_nats(&settings.nats, "courier-users").await?;
+    let users = users::Users {
+        store: store.clone(),
+        hasher: hasher::HasherHandle::start(settings.users.hash_workers),
+        events: Client::new(nats.clone(), settings.nats.request_timeout),
+        max_page_size: settings.users.max_page_size,
+    };
+    let actor = Supervised::local(move || actor::UsersActor(users.clone()));
+    let service = endpoints::service(actor).build()?;
+    let registry = prometheus::Registry::new();
+    let report = courier_runtime::serve(
+        service,
+        nats,
+        &settings.service,
+        &registry,
+        on_start,
+        shutdown,
+    )
+    .await?;
+    store.close().await;
+    Ok(report)
+}

@@ -1,0 +1,36 @@
+//! `courier-users`: loads settings, starts logging, runs the service until SIGTERM / SIGINT.
+
+use std::process::ExitCode;
+
+use courier_config::{Loader, EXIT_CONFIG};
+use courier_users::Settings;
+
+fn main() -> ExitCode {
+    let settings: Settings = match Loader::from_env(std::env::vars()).load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("courier-users: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    courier_runtime::telemetry::init(&settings.log);
+    let result = actix::System::new().block_on(courier_users::run(settings, |_| {}, async {
+        let signal = courier_runtime::shutdown_signal().await;
+        tracing::info!(signal, "Stopping.");
+    }));
+    match result {
+        Ok(report) if report.abandoned == 0 => ExitCode::SUCCESS,
+        Ok(report) => {
+            tracing::error!(
+                abandoned = report.abandoned,
+                "Stopped with requests unanswered."
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "courier-users failed.");
+            eprintln!("courier-users: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

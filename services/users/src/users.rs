@@ -1,0 +1,191 @@
+//! The users logic: plain async methods over the store, the hasher and the event publisher.
+//! The actor in [`crate::actor`] only forwards messages here.
+
+use std::time::SystemTime;
+
+use courier_actors::{Client, Meta};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{self, User, UsersError};
+use crate::endpoints::{
+    Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, UpdateUser, UserPage,
+};
+use crate::hasher::HasherHandle;
+use crate::store::{Store, StoreError, UserRow};
+
+/// Subject of the event published after a user is created; the body is the [`User`].
+pub const USER_CREATED: &str = "events.users.created";
+/// Subject of the event published after a user is deleted; the body is [`Deleted`].
+pub const USER_DELETED: &str = "events.users.deleted";
+
+/// Default page size of `users.list`.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+
+/// A valid PHC string of a password nobody has, verified for unknown emails so that
+/// authentication takes as long whether or not the email exists.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xgt2Jv3ZFTGoQh0Ru9G4m8l7Xc3o8b1dO1Nr0OaW3s";
+
+/// The service's dependencies. Cheap to clone.
+#[derive(Clone)]
+pub struct Users {
+    pub(crate) store: Store,
+    pub(crate) hasher: HasherHandle,
+    pub(crate) events: Client,
+    pub(crate) max_page_size: u32,
+}
+
+/// The event body of `events.users.created`: the new user.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserCreated(pub User);
+
+impl Users {
+    /// Validates, hashes, stores, publishes `events.users.created`.
+    pub async fn create(self, req: CreateUser, meta: Meta) -> Result<User, UsersError> {
+        let name = domain::valid_name(&req.name)?;
+        let email = domain::valid_email(&req.email)?;
+        domain::valid_password(&req.password)?;
+        let password_hash = self.hasher.hash(req.password).await?;
+        let now = now();
+        let row = UserRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            email,
+            password_hash,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store
+            .insert(&row)
+            .await
+            .map_err(|e| taken(e, &row.email))?;
+        let user = public(row);
+        self.publish(USER_CREATED, &user, &meta).await;
+        Ok(user)
+    }
+
+    /// The user with that id.
+    pub async fn get(self, req: GetUser) -> Result<User, UsersError> {
+        let id = domain::valid_id(&req.id)?;
+        self.store
+            .get(&id)
+            .await?
+            .map(public)
+            .ok_or(UsersError::NotFound(id))
+    }
+
+    /// A page of users, oldest first; `next` is the `after` of the next page.
+    pub async fn list(self, req: ListUsers) -> Result<UserPage, UsersError> {
+        let limit = req.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if limit == 0 || limit > self.max_page_size {
+            return Err(UsersError::Invalid {
+                field: "limit",
+                reason: format!("must be between 1 and {}", self.max_page_size),
+            });
+        }
+        let after = req.after.as_deref().map(domain::valid_id).transpose()?;
+        // One extra row tells whether there is a next page without a count query.
+        let mut rows = self.store.list(after.as_deref(), limit + 1).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+        Ok(UserPage {
+            users: rows.into_iter().map(public).collect(),
+            next,
+        })
+    }
+
+    /// Changes the given fields; at least one is required.
+    pub async fn update(self, req: UpdateUser) -> Result<User, UsersError> {
+        let id = domain::valid_id(&req.id)?;
+        if req.name.is_none() && req.email.is_none() && req.password.is_none() {
+            return Err(UsersError::Invalid {
+                field: "request",
+                reason: "give at least one of name, email, password".into(),
+            });
+        }
+        let name = req.name.as_deref().map(domain::valid_name).transpose()?;
+        let email = req.email.as_deref().map(domain::valid_email).transpose()?;
+        if let Some(password) = &req.password {
+            domain::valid_password(password)?;
+        }
+        let mut row = self
+            .store
+            .get(&id)
+            .await?
+            .ok_or_else(|| UsersError::NotFound(id.clone()))?;
+        if let Some(password) = req.password {
+            row.password_hash = self.hasher.hash(password).await?;
+        }
+        row.name = name.unwrap_or(row.name);
+        row.email = email.unwrap_or(row.email);
+        row.updated_at = now();
+        match self.store.update(&row).await {
+            Ok(true) => Ok(public(row)),
+            Ok(false) => Err(UsersError::NotFound(id)),
+            Err(e) => Err(taken(e, &row.email)),
+        }
+    }
+
+    /// Deletes the user; publishes `events.users.deleted`.
+    pub async fn delete(self, req: DeleteUser, meta: Meta) -> Result<Deleted, UsersError> {
+        let id = domain::valid_id(&req.id)?;
+        if !self.store.delete(&id).await? {
+            return Err(UsersError::NotFound(id));
+        }
+        let deleted = Deleted { id };
+        self.publish(USER_DELETED, &deleted, &meta).await;
+        Ok(deleted)
+    }
+
+    /// The user whose email and password match; [`UsersError::BadCredentials`] otherwise.
+    pub async fn authenticate(self, req: Authenticate) -> Result<User, UsersError> {
+        // A malformed email cannot match anyone: same answer as a wrong one.
+        let email = domain::valid_email(&req.email).unwrap_or_default();
+        let row = self.store.by_email(&email).await?;
+        let hash = row
+            .as_ref()
+            .map_or(DUMMY_HASH, |r| &r.password_hash)
+            .to_owned();
+        let matches = self.hasher.verify(hash, req.password).await?;
+        match row {
+            Some(row) if matches => Ok(public(row)),
+            _ => Err(UsersError::BadCredentials),
+        }
+    }
+
+    async fn publish<E: Serialize>(&self, subject: &str, event: &E, meta: &Meta) {
+        // The change is committed; a lost event is logged, not turned into a failed request.
+        if let Err(error) = self.events.publish(subject, event, meta).await {
+            tracing::warn!(%error, subject, request_id = %meta.request_id, "Event not published.");
+        }
+    }
+}
+
+fn public(row: UserRow) -> User {
+    User {
+        id: row.id,
+        name: row.name,
+        email: row.email,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn taken(e: StoreError, email: &str) -> UsersError {
+    match e {
+        StoreError::Duplicate => UsersError::EmailTaken(email.to_owned()),
+        other => UsersError::Store(other),
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dummy_hash_is_a_valid_phc_string() {
+        assert!(crate::hasher::verify(super::DUMMY_HASH, "anything").is_ok());
+    }
+}

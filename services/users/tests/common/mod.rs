@@ -1,0 +1,253 @@
+//! Helpers for the users tests: a users service on its own nats-server and database, in this
+//! process or as the real binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use courier_actors::{CallError, Client, Meta};
+use courier_config::{DatabaseSettings, Secret};
+use courier_testkit::TestNats;
+use courier_users::Settings;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::oneshot;
+
+/// A users service running in this test's actix system.
+pub struct InProcess {
+    pub nats: TestNats,
+    pub client: async_nats::Client,
+    pub courier: Client,
+    pub id: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<anyhow::Result<courier_actors::service::DrainReport>>>,
+}
+
+/// A fresh SQLite file in the temp folder.
+pub fn sqlite_file(test: &str) -> (PathBuf, DatabaseSettings) {
+    let dir = std::env::temp_dir().join(format!("courier-users-{test}-{}", nuid::next()));
+    let file = dir.join("users.db");
+    let url = format!("sqlite://{}", file.display());
+    (
+        dir,
+        DatabaseSettings {
+            url: Secret::new(url),
+            max_connections: 5,
+        },
+    )
+}
+
+pub async fn start(database: DatabaseSettings) -> InProcess {
+    let nats = TestNats::start();
+    let mut settings = Settings::default();
+    settings.nats.url = nats.url();
+    settings.database = database;
+    settings.users.hash_workers = 2;
+    let (stop, stopped) = oneshot::channel();
+    let (started, id) = oneshot::channel();
+    let done = actix_rt::spawn(courier_users::run(
+        settings,
+        move |running| {
+            let _ = started.send(running.id().to_owned());
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let id = tokio::time::timeout(Duration::from_secs(20), id)
+        .await
+        .expect("users starts in time")
+        .expect("users started");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let courier = Client::new(client.clone(), Duration::from_secs(10));
+    InProcess {
+        nats,
+        client,
+        courier,
+        id,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+impl InProcess {
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: &str,
+        body: &Req,
+    ) -> Result<Resp, CallError> {
+        self.courier.call(subject, body, &Meta::root()).await
+    }
+
+    /// Sends JSON as the NATS CLI would, returns the reply's headers' error code and body.
+    pub async fn json(&self, subject: &str, body: &str) -> (Option<u16>, serde_json::Value) {
+        let reply = self
+            .client
+            .request(subject.to_owned(), body.to_owned().into())
+            .await
+            .expect("a reply");
+        let code = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .map(|v| v.as_str().parse().unwrap());
+        (
+            code,
+            serde_json::from_slice(&reply.payload).expect("a JSON reply"),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let report = self.done.take().unwrap().await.unwrap().unwrap();
+        assert_eq!(report.abandoned, 0);
+    }
+}
+
+/// The expected error code of a failed call.
+pub fn code<T: std::fmt::Debug>(result: Result<T, CallError>) -> u16 {
+    match result {
+        Err(e) => e.code(),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+/// The PostgreSQL server for tests: `$COURIER_TEST_POSTGRES_URL`, else the local one.
+pub fn postgres_admin_url() -> String {
+    std::env::var("COURIER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database of the test's own on the PostgreSQL server, or `None` (with a note) when no server
+/// answers and `COURIER_REQUIRE_POSTGRES` is not set.
+pub struct TestPostgres {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestPostgres {
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(conn) => conn,
+            Err(e) if std::env::var_os("COURIER_REQUIRE_POSTGRES").is_none() => {
+                eprintln!("note: skipping PostgreSQL test, no server at {admin}: {e}");
+                return None;
+            }
+            Err(e) => panic!("COURIER_REQUIRE_POSTGRES is set but {admin} does not answer: {e}"),
+        };
+        let name = format!("courier_users_{}", nuid::next().to_string().to_lowercase());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap();
+        Some(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    pub fn settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Secret::new(self.url.clone()),
+            max_connections: 5,
+        }
+    }
+
+    /// Drops the database; call at the end of the test.
+    pub async fn drop_db(self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// The real `courier-users` binary, with the given environment on top of a clean one.
+pub struct Binary {
+    pub child: Child,
+}
+
+impl Binary {
+    pub fn spawn(env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self {
+            child: cmd.spawn().expect("spawn courier-users"),
+        }
+    }
+
+    /// Sends SIGTERM, as an orchestrator would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit (at most `within`), returning the code and what it wrote to stderr.
+    pub fn wait(mut self, within: Duration) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code(), err);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("courier-users did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until a users instance answers `$SRV.PING.users`, returning its id.
+pub async fn wait_for_users(client: &async_nats::Client) -> String {
+    courier_testkit::eventually(
+        Duration::from_secs(20),
+        "users to answer $SRV.PING.users",
+        || async {
+            let reply = client
+                .request("$SRV.PING.users", bytes::Bytes::new())
+                .await
+                .ok()?;
+            let ping: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+            ping["id"].as_str().map(str::to_owned)
+        },
+    )
+    .await
+}
