@@ -1,0 +1,119 @@
+//! The real `courier-users` binary: configuration errors, SIGTERM drain, restart keeps data.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use courier_actors::{Client, Meta};
+use courier_testkit::TestNats;
+use courier_users::domain::User;
+use courier_users::endpoints::*;
+
+#[test]
+fn a_bad_setting_stops_start_up_with_exit_64_and_one_line_naming_it() {
+    let bin = Binary::spawn(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "none".into())]);
+    let (code, stderr) = bin.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("service.max_in_flight") && stderr.contains("none"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_nats_is_a_clear_error() {
+    let port = courier_testkit::free_port();
+    let (dir, db) = sqlite_file("no-nats");
+    let bin = Binary::spawn(&[
+        ("NATS_URL", format!("nats://127.0.0.1:{port}")),
+        ("DATABASE_URL", db.url.expose().to_owned()),
+        ("COURIER_NATS__CONNECT_TIMEOUT", "500ms".into()),
+    ]);
+    let (code, stderr) = bin.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to NATS at nats://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_rt::test]
+async fn sigterm_answers_every_request_in_flight_and_a_restart_keeps_the_data() {
+    let nats = TestNats::start();
+    let (dir, db) = sqlite_file("sigterm");
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", db.url.expose().to_owned()),
+        // One hashing thread makes creates queue up, so many are in flight at SIGTERM.
+        ("COURIER_USERS__HASH_WORKERS", "1".into()),
+    ];
+    let bin = Binary::spawn(&env);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let id = wait_for_users(&client).await;
+    let courier = Client::new(client.clone(), Duration::from_secs(30));
+
+    let total = 24;
+    let creates: Vec<_> = (0..total)
+        .map(|i| {
+            let courier = courier.clone();
+            tokio::spawn(async move {
+                let req = CreateUser {
+                    name: format!("U{i}"),
+                    email: format!("u{i}@example.com"),
+                    password: "correct horse".into(),
+                };
+                courier
+                    .call::<_, User>("users.create", &req, &Meta::root())
+                    .await
+            })
+        })
+        .collect();
+    let stats = format!("$SRV.STATS.users.{id}");
+    let in_flight =
+        courier_testkit::eventually(Duration::from_secs(10), "creates in flight", || async {
+            let reply = client
+                .request(stats.clone(), bytes::Bytes::new())
+                .await
+                .ok()?;
+            let stats: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+            let n = stats["endpoints"][0]["data"]["in_flight"].as_u64()?;
+            (n >= 4).then_some(n)
+        })
+        .await;
+    bin.terminate();
+    let mut users = Vec::new();
+    for create in creates {
+        users.push(
+            create
+                .await
+                .unwrap()
+                .expect("every request in flight at SIGTERM is answered"),
+        );
+    }
+    let (code, stderr) = bin.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Drained"), "{stderr}");
+    eprintln!("{in_flight} creates were in flight at SIGTERM; all {total} answered");
+
+    let _again = Binary::spawn(&env);
+    wait_for_users(&client).await;
+    for user in &users {
+        let got: User = courier
+            .call(
+                "users.get",
+                &GetUser {
+                    id: user.id.clone(),
+                },
+                &Meta::root(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(&got, user);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
