@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of Courier on this machine, installing what is missing first.
+#
+#   ops/test.sh            formatting, clippy, all tests (unit, real nats-server, SQLite,
+#                          PostgreSQL when one answers), and a seconds-long benchmark smoke
+#
+# Tests start their own nats-server (and, later, consul) on free loopback ports; nothing here
+# needs a running service. PostgreSQL tests use $COURIER_TEST_POSTGRES_URL
+# (default postgres://postgres@127.0.0.1:5432/test) and are skipped, with a note, when it does
+# not answer, unless COURIER_REQUIRE_POSTGRES=1 (as in CI).
+set -euo pipefail
+
+root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)
+cd "$root"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+ops/install.sh
+export PATH="$root/.tools/bin:$PATH"
+
+command -v cargo >/dev/null || {
+    echo "test: cargo not found: install Rust (https://rustup.rs) and run again" >&2
+    exit 1
+}
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+# --all-targets also runs the benchmark binary once in its quick smoke mode.
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
