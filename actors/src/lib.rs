@@ -18,15 +18,15 @@
 //! no-responders, time-outs and error headers turned into a [`CallError`].
 //!
 //! # Layout
-//! - [`codec`]: JSON / MessagePack by `Content-Type` (pure).
-//! - [`error`]: the wire error and the crate's error enums.
-//! - [`meta`]: request id, trace context and deadline headers (pure).
-//! - [`message`]: `Call`, `Request<M>`, `Event<E>`: what actors see.
-//! - [`supervise`]: `Dispatch` and `Supervised`, actors that are restarted after a crash.
-//! - [`micro`]: the `$SRV` subjects and replies (pure).
-//! - [`stats`]: per-endpoint counters, in-flight limits and their Prometheus metrics.
-//! - [`service`]: the builder, the bridge loops and drain.
-//! - [`client`]: calls and events out.
+//! - [`codec`] — JSON / MessagePack by `Content-Type` (pure).
+//! - [`error`] — the wire error and the crate's error enums.
+//! - [`meta`] — request id, trace context and deadline headers (pure).
+//! - [`message`] — `Call`, `Request<M>`, `Event<E>`: what actors see.
+//! - [`supervise`] — `Dispatch` and `Supervised`, actors that are restarted after a crash.
+//! - [`micro`] — the `$SRV` subjects and replies (pure).
+//! - [`stats`] — per-endpoint counters, in-flight limits and their Prometheus metrics.
+//! - [`service`] — the builder, the bridge loops and drain.
+//! - [`client`] — calls and events out.
 //!
 //! # Must not depend on
 //! Consul, HTTP or any service crate. Domain actors never see NATS types: they get

@@ -1,10 +1,10 @@
 //! `courier-testkit`: guards that start real servers for tests, and the NATS micro schema check.
 //!
 //! - [`TestNats`]: a `nats-server` of the test's own on a free loopback port, stopped on drop.
-//! - [`micro_schema`]: validates `$SRV` replies against the official schemas in
+//! - [`micro_schema`] — validates `$SRV` replies against the official schemas in
 //!   `../shared/schemas/micro-v1/` (the `nats` CLI skips replies that fail them), falling back to
 //!   our own check of the required fields where that folder is absent.
-//! - [`eventually`]: waits for a condition with a deadline, instead of a bare sleep.
+//! - [`eventually`] — waits for a condition with a deadline, instead of a bare sleep.
 //!
 //! Dev-only: depends on no Courier crate, so every crate's tests can use it.
 

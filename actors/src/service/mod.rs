@@ -93,13 +93,9 @@ impl Service {
         let mut loops = Vec::new();
         for ep in pending {
             let sub = bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
-            loops.push(tokio::spawn(bridge::serve_endpoint(
-                ep,
-                sub,
-                nats.clone(),
-                metrics.clone(),
-                stopped.clone(),
-            )));
+            let serve =
+                bridge::serve_endpoint(ep, sub, nats.clone(), metrics.clone(), stopped.clone());
+            loops.push(tokio::spawn(tokio::task::unconstrained(serve)));
         }
         for s in self.subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);

@@ -1,10 +1,10 @@
 //! `courier-runtime`: what every Courier service binary shares, so a new service is its
 //! domain and nothing else.
 //!
-//! - [`telemetry::init`]: `tracing` output as configured (`RUST_LOG` wins).
-//! - [`connect_nats`]: one NATS connection, named, with connection events logged.
-//! - [`shutdown_signal`]: resolves on SIGTERM or SIGINT.
-//! - [`serve`]: starts a [`Service`], waits for the shutdown future, drains within the grace
+//! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins).
+//! - [`connect_nats`] — one NATS connection, named, with connection events logged.
+//! - [`shutdown_signal`] — resolves on SIGTERM or SIGINT.
+//! - [`serve`] — starts a [`Service`], waits for the shutdown future, drains within the grace
 //!   period. Tests call it with a future of their own instead of a signal.
 //!
 //! Must not depend on any service crate. Binaries call these; libraries receive built values.

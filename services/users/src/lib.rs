@@ -3,13 +3,13 @@
 //! `users.*` and announcing changes on `events.users.*`.
 //!
 //! # Layout
-//! - [`endpoints`]: the wire: request and reply types, the service definition.
-//! - [`actor`]: the actor, one forwarding handler per request.
-//! - [`users`]: the logic, plain async methods.
-//! - [`domain`]: the `User`, input rules, the domain error and its wire mapping.
-//! - [`store`]: the database and its migrations.
-//! - [`hasher`]: argon2id on sync actors.
-//! - [`config`]: settings.
+//! - [`endpoints`] — the wire: request and reply types, the service definition.
+//! - [`actor`] — the actor, one forwarding handler per request.
+//! - [`users`] — the logic, plain async methods.
+//! - [`domain`] — the `User`, input rules, the domain error and its wire mapping.
+//! - [`store`] — the database and its migrations.
+//! - [`hasher`] — argon2id on sync actors.
+//! - [`config`] — settings.
 //!
 //! `main.rs` loads the settings and calls [`run`]; tests call [`run`] with their own
 //! shutdown future. Depends on `courier-actors` and `courier-runtime`; never on another service.
