@@ -47,5 +47,7 @@ pub use codec::Codec;
 pub use error::{CallError, Error, ServiceError};
 pub use message::{Call, Event, Request};
 pub use meta::Meta;
-pub use service::{Endpoint, Running, Service, ServiceBuilder, Subscription};
+pub use service::{
+    instance_subject, DrainReport, Endpoint, Running, Service, ServiceBuilder, Subscription,
+};
 pub use supervise::{Dispatch, Supervised};

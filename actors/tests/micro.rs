@@ -167,3 +167,41 @@ async fn start_on(t: &TestService) -> courier_actors::Running {
         .await
         .unwrap()
 }
+
+#[actix_rt::test]
+async fn the_instance_subject_reaches_that_instance_only() {
+    let t = start().await;
+    let other = start_on(&t).await;
+    let client = Client::new(t.client.clone(), Duration::from_secs(5));
+    for _ in 0..5 {
+        let subject = courier_actors::instance_subject(other.id(), "calc.add");
+        let sum: Sum = client
+            .call(&subject, &Add { a: 1, b: 1 }, &Meta::root())
+            .await
+            .unwrap();
+        assert_eq!(sum, Sum { sum: 2 });
+    }
+    let requests = |stats: courier_actors::micro::StatsResponse| {
+        stats
+            .endpoints
+            .iter()
+            .find(|e| e.name == "add")
+            .map(|e| e.num_requests)
+            .unwrap()
+    };
+    assert_eq!(requests(other.stats()), 5);
+    assert_eq!(requests(t.running.stats()), 0);
+}
+
+#[test]
+fn endpoint_subjects_may_not_use_the_instance_or_dollar_prefixes() {
+    use courier_actors::{Endpoint, Service, Supervised};
+    actix_rt::System::new().block_on(async {
+        let crunch = Supervised::sync(1, || Cruncher);
+        for subject in ["_COURIER.x.calc.add", "$SRV.x", "$JS.API.x"] {
+            let endpoint = Endpoint::new::<Crunch>("crunch", subject, crunch.clone());
+            let built = Service::builder("calc", "1.0.0").endpoint(endpoint).build();
+            assert!(built.is_err(), "{subject} must be refused");
+        }
+    });
+}

@@ -24,7 +24,8 @@ pub mod settings;
 pub use error::{ConfigError, Invalid};
 pub use loader::Loader;
 pub use settings::{
-    DatabaseSettings, LogFormat, LogSettings, NatsSettings, Secret, ServiceSettings,
+    AdminSettings, ConsulSettings, DatabaseSettings, LogFormat, LogSettings, NatsSettings, Secret,
+    ServiceSettings,
 };
 
 /// The exit code for a configuration error (`EX_CONFIG` in sysexits.h is 78; `EX_USAGE` 64 is

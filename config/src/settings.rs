@@ -182,6 +182,121 @@ impl Validate for DatabaseSettings {
     }
 }
 
+/// How to reach the Consul agent, and how this process registers with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsulSettings {
+    /// The local agent's HTTP API: `http://127.0.0.1:8500`. Env: `CONSUL_HTTP_ADDR` (a bare
+    /// `host:port` means `http://host:port`, as the consul CLI reads it).
+    pub addr: String,
+    /// ACL token sent as `X-Consul-Token`; empty for none. Env: `CONSUL_HTTP_TOKEN`.
+    pub token: Secret,
+    /// Time-out of one call to the agent (a blocking query adds its wait to this).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Whether to register at all; `false` serves over NATS only.
+    pub register: bool,
+    /// How often Consul runs the HTTP check of `/health/ready`.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// TTL of the check the actor system keeps passing.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long an instance may stay critical before Consul removes it.
+    #[serde(with = "humantime_serde")]
+    pub deregister_critical_after: Duration,
+    /// The address Consul and callers should use for this instance's admin listener.
+    pub advertise_address: String,
+}
+
+impl Default for ConsulSettings {
+    fn default() -> Self {
+        Self {
+            addr: "http://127.0.0.1:8500".to_owned(),
+            token: Secret::default(),
+            timeout: Duration::from_secs(5),
+            register: true,
+            check_interval: Duration::from_secs(2),
+            ttl: Duration::from_secs(6),
+            deregister_critical_after: Duration::from_secs(60),
+            advertise_address: "127.0.0.1".to_owned(),
+        }
+    }
+}
+
+impl ConsulSettings {
+    /// The agent's base URL, with `http://` added to a bare `host:port`.
+    pub fn base_url(&self) -> String {
+        if self.addr.contains("://") {
+            self.addr.clone()
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+}
+
+impl Validate for ConsulSettings {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_url("consul.addr", &self.base_url(), &["http", "https"])?;
+        positive("consul.timeout", self.timeout)?;
+        positive("consul.check_interval", self.check_interval)?;
+        if self.ttl < self.check_interval {
+            return Err(Invalid::new(
+                "consul.ttl",
+                humantime_serde::re::humantime::format_duration(self.ttl),
+                "must be at least consul.check_interval",
+            ));
+        }
+        if self.deregister_critical_after < Duration::from_secs(60) {
+            // Consul's reaper runs every 30 s and ignores shorter values, so promising less lies.
+            return Err(Invalid::new(
+                "consul.deregister_critical_after",
+                humantime_serde::re::humantime::format_duration(self.deregister_critical_after),
+                "must be at least 1m (Consul's minimum)",
+            ));
+        }
+        if self.advertise_address.trim().is_empty() {
+            return Err(Invalid::new(
+                "consul.advertise_address",
+                "",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The admin HTTP listener every process runs: `/health`, `/health/ready`, `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address to bind; port 0 picks a free one (tests, several instances on one machine).
+    pub bind: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:0".to_owned(),
+        }
+    }
+}
+
+impl Validate for AdminSettings {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.bind
+            .parse::<std::net::SocketAddr>()
+            .map(|_| ())
+            .map_err(|_| {
+                Invalid::new(
+                    "admin.bind",
+                    &self.bind,
+                    "must be ip:port, such as 127.0.0.1:9090",
+                )
+            })
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -49,17 +49,18 @@ pub(super) async fn subscribe(
 /// in one wake-up reach the connection together, which batches writes (see the benchmark).
 pub(super) async fn serve_endpoint(
     ep: Arc<EndpointRuntime>,
-    mut sub: Subscriber,
+    subs: Vec<Subscriber>,
     nats: async_nats::Client,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let (ep, nats) = (&*ep, &nats);
+    let mut subs = futures::stream::select_all(subs);
     let mut running = FuturesUnordered::new();
     let (mut draining, mut ended) = (false, false);
     loop {
         tokio::select! {
-            msg = sub.next(), if !ended => match msg {
+            msg = subs.next(), if !ended => match msg {
                 Some(msg) => {
                     if let Some(request) = accept(ep, nats, &metrics, msg).await {
                         running.push(request);
@@ -70,9 +71,11 @@ pub(super) async fn serve_endpoint(
             Some(()) = running.next(), if !running.is_empty() => {}
             _ = stop.changed(), if !draining => {
                 draining = true;
-                if let Err(error) = sub.drain().await {
-                    tracing::warn!(%error, subject = %ep.subject, "Could not drain the subscription.");
-                    ended = true;
+                for sub in subs.iter_mut() {
+                    if let Err(error) = sub.drain().await {
+                        tracing::warn!(%error, subject = %ep.subject, "Could not drain the subscription.");
+                        ended = true;
+                    }
                 }
             }
             else => break,

@@ -92,10 +92,18 @@ impl Service {
         });
         let mut loops = Vec::new();
         for ep in pending {
-            let sub = bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
-            let serve =
-                bridge::serve_endpoint(ep, sub, nats.clone(), metrics.clone(), stopped.clone());
-            loops.push(tokio::spawn(tokio::task::unconstrained(serve)));
+            let shared_sub =
+                bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
+            let own =
+                bridge::subscribe(&nats, &instance_subject(&shared.id, &ep.subject), None).await?;
+            let subs = vec![shared_sub, own];
+            loops.push(tokio::spawn(bridge::serve_endpoint(
+                ep,
+                subs,
+                nats.clone(),
+                metrics.clone(),
+                stopped.clone(),
+            )));
         }
         for s in self.subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);
@@ -181,7 +189,10 @@ impl ServiceBuilder {
             if !names.insert(ep.name.as_str()) {
                 return bad(format!("endpoint name {:?} is used twice", ep.name));
             }
-            if !valid_subject(&ep.subject, false) || ep.subject.starts_with("$SRV") {
+            if !valid_subject(&ep.subject, false)
+                || ep.subject.starts_with('$')
+                || ep.subject.starts_with(INSTANCE_PREFIX)
+            {
                 return bad(format!(
                     "endpoint subject {:?} is not a plain NATS subject",
                     ep.subject
@@ -207,6 +218,18 @@ impl ServiceBuilder {
         }
         Ok(s)
     }
+}
+
+/// First token of every instance-specific subject. Endpoint subjects may not start with it (nor
+/// with `$`), so the two schemes never collide.
+pub const INSTANCE_PREFIX: &str = "_COURIER";
+
+/// The subject on which one instance, and only it, serves an endpoint:
+/// `_COURIER.<instance id>.<endpoint subject>`, with no queue group. Callers that picked an
+/// instance (the gateway, through discovery) send there; plain NATS callers use the endpoint
+/// subject and its queue group. Instance ids are NUIDs: one token, no wildcards.
+pub fn instance_subject(instance_id: &str, subject: &str) -> String {
+    format!("{INSTANCE_PREFIX}.{instance_id}.{subject}")
 }
 
 /// Tokens separated by dots, none empty, no spaces; wildcards only where allowed.
