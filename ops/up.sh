@@ -94,15 +94,43 @@ else
 fi
 $detach || trap 'stop_all; exit 0' INT TERM
 
+export CONSUL_HTTP_ADDR=${CONSUL_HTTP_ADDR:-127.0.0.1:8500}
+consul_hostport=${CONSUL_HTTP_ADDR#*://}
+consul_host=${consul_hostport%:*}; consul_port=${consul_hostport##*:}
+
+# Whether a Consul agent on host:port has a leader (answers /v1/status/leader with an address).
+consul_answers() {
+    local reply
+    exec 4<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+    printf 'GET /v1/status/leader HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&4
+    reply=$(timeout 2 cat <&4 || true)
+    exec 4<&- 4>&-
+    [[ $reply == *' 200 '* && $reply == *'"'*':'*'"'* ]]
+}
+
+if consul_answers "$consul_host" "$consul_port"; then
+    say "Consul already answers at $CONSUL_HTTP_ADDR: using it"
+else
+    [[ $consul_host == 127.0.0.1 || $consul_host == localhost ]] || die "no Consul answers at $CONSUL_HTTP_ADDR"
+    say "starting consul agent -dev on $consul_host:$consul_port (UI at http://$consul_host:$consul_port/ui/)"
+    launch consul consul agent -dev -bind 127.0.0.1 -client "$consul_host" -http-port "$consul_port" -ui
+    for _ in $(seq 1 150); do consul_answers "$consul_host" "$consul_port" && break; sleep 0.1; done
+    consul_answers "$consul_host" "$consul_port" || { tail -n 20 "$run/consul.log" >&2; die "consul did not start"; }
+fi
+
 say "starting users (database ${DATABASE_URL:-sqlite://data/users.db})"
-DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} launch users target/release/courier-users
+users_admin=${USERS_ADMIN_BIND:-127.0.0.1:9101}
+DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} COURIER_ADMIN__BIND=$users_admin \
+    launch users target/release/courier-users
 wait_for_log users "Service started"
 
 cat <<EOF
 
 Courier is up.
   NATS      $NATS_URL
+  Consul    http://$consul_host:$consul_port/ui/   (every instance with its checks)
   users     users.create / get / list / update / delete / authenticate   (log: .run/users.log)
+            http://$users_admin/health  /health/ready  /metrics
 
 Try it with the NATS CLI:
   nats req users.create '{"name":"Ada","email":"ada@example.com","password":"correct horse"}'

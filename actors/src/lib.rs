@@ -48,6 +48,7 @@ pub use error::{CallError, Error, ServiceError};
 pub use message::{Call, Event, Request};
 pub use meta::Meta;
 pub use service::{
-    instance_subject, DrainReport, Endpoint, Running, Service, ServiceBuilder, Subscription,
+    instance_subject, DrainReport, Endpoint, Monitor, Running, Service, ServiceBuilder,
+    Subscription,
 };
 pub use supervise::{Dispatch, Supervised};

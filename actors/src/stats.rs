@@ -213,6 +213,10 @@ impl InFlight {
         self.count.load(Ordering::Acquire)
     }
 
+    pub(crate) fn is_full(&self) -> bool {
+        self.current() >= self.limit
+    }
+
     /// Resolves once nothing is in flight.
     pub(crate) async fn idle(&self) {
         loop {

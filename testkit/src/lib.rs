@@ -1,6 +1,7 @@
 //! `courier-testkit`: guards that start real servers for tests, and the NATS micro schema check.
 //!
 //! - [`TestNats`]: a `nats-server` of the test's own on a free loopback port, stopped on drop.
+//! - [`TestConsul`]: a `consul agent -dev` of the test's own on free loopback ports.
 //! - [`micro_schema`] — validates `$SRV` replies against the official schemas in
 //!   `../shared/schemas/micro-v1/` (the `nats` CLI skips replies that fail them), falling back to
 //!   our own check of the required fields where that folder is absent.
@@ -8,12 +9,14 @@
 //!
 //! Dev-only: depends on no Courier crate, so every crate's tests can use it.
 
+pub mod consul;
 pub mod micro_schema;
 mod nats;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use consul::TestConsul;
 pub use nats::TestNats;
 
 /// The workspace root (the folder with the top `Cargo.toml`).

@@ -301,6 +301,21 @@ impl Shared {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        self.endpoints
+            .iter()
+            .map(|e| e.stats.in_flight.current())
+            .sum()
+    }
+
+    fn saturated(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.stats.in_flight.is_full())
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
     pub(crate) fn stats(&self) -> StatsResponse {
         StatsResponse {
             kind: StatsResponse::TYPE.to_owned(),
@@ -348,6 +363,27 @@ pub struct Running {
     srv_loop: JoinHandle<()>,
 }
 
+/// Reads a running instance's load; cheap to clone, valid after the instance stops.
+#[derive(Clone)]
+pub struct Monitor(Arc<Shared>);
+
+impl Monitor {
+    /// Requests in flight over all endpoints.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight()
+    }
+
+    /// Names of the endpoints at their in-flight limit, which refuse new requests now.
+    pub fn saturated(&self) -> Vec<String> {
+        self.0.saturated()
+    }
+
+    /// The `$SRV.STATS` reply.
+    pub fn stats(&self) -> StatsResponse {
+        self.0.stats()
+    }
+}
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainReport {
@@ -385,11 +421,12 @@ impl Running {
 
     /// Requests in flight over all endpoints.
     pub fn in_flight(&self) -> usize {
-        self.shared
-            .endpoints
-            .iter()
-            .map(|e| e.stats.in_flight.current())
-            .sum()
+        self.shared.in_flight()
+    }
+
+    /// A handle that reads this instance's load while it runs (for readiness checks).
+    pub fn monitor(&self) -> Monitor {
+        Monitor(self.shared.clone())
     }
 
     /// Drains: stops taking new requests (unsubscribes, keeping what the server already sent),
@@ -414,15 +451,7 @@ impl Running {
         })
         .await
         .is_ok();
-        let abandoned = if finished {
-            0
-        } else {
-            self.shared
-                .endpoints
-                .iter()
-                .map(|e| e.stats.in_flight.current())
-                .sum()
-        };
+        let abandoned = if finished { 0 } else { self.shared.in_flight() };
         self.srv_loop.abort();
         self.nats.flush().await.map_err(Error::Flush)?;
         let report = DrainReport {

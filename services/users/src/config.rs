@@ -1,7 +1,8 @@
 //! The users service's settings: the shared groups plus its own.
 
 use courier_config::{
-    DatabaseSettings, Invalid, LogSettings, NatsSettings, ServiceSettings, Validate,
+    AdminSettings, ConsulSettings, DatabaseSettings, Invalid, LogSettings, NatsSettings,
+    ServiceSettings, Validate,
 };
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,10 @@ pub struct Settings {
     pub nats: NatsSettings,
     /// In-flight limit, drain grace, queue group.
     pub service: ServiceSettings,
+    /// The admin listener (`/health`, `/health/ready`, `/metrics`).
+    pub admin: AdminSettings,
+    /// Registration in Consul.
+    pub consul: ConsulSettings,
     /// The service's own database: `sqlite://data/users.db` unless configured.
     pub database: DatabaseSettings,
     /// Log output.
@@ -26,6 +31,8 @@ impl Default for Settings {
         Self {
             nats: NatsSettings::default(),
             service: ServiceSettings::default(),
+            admin: AdminSettings::default(),
+            consul: ConsulSettings::default(),
             database: DatabaseSettings::sqlite_file("data/users.db"),
             log: LogSettings::default(),
             users: UsersSettings::default(),
@@ -58,6 +65,8 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), Invalid> {
         self.nats.validate()?;
         self.service.validate()?;
+        self.admin.validate()?;
+        self.consul.validate()?;
         self.database.validate()?;
         self.log.validate()?;
         if !(1..=64).contains(&self.users.hash_workers) {

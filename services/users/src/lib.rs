@@ -25,16 +25,16 @@ pub mod users;
 use std::future::Future;
 
 use anyhow::Context as _;
-use courier_actors::service::DrainReport;
-use courier_actors::{Client, Running, Supervised};
+use courier_actors::{Client, DrainReport, Supervised};
+use courier_runtime::{RuntimeSettings, Started};
 
 pub use config::Settings;
 
 /// Opens the database, starts the actors, serves until `shutdown`, drains.
-/// `on_start` sees the running instance (its `$SRV` id) once it serves.
+/// `on_start` sees the running instance (its `$SRV` id, its admin address) once it serves.
 pub async fn run(
     settings: Settings,
-    on_start: impl FnOnce(&Running),
+    on_start: impl FnOnce(&Started<'_>),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<DrainReport> {
     let store = store::Store::connect(&settings.database)
@@ -50,15 +50,13 @@ pub async fn run(
     let actor = Supervised::local(move || actor::UsersActor(users.clone()));
     let service = endpoints::service(actor).build()?;
     let registry = prometheus::Registry::new();
-    let report = courier_runtime::serve(
-        service,
-        nats,
-        &settings.service,
-        &registry,
-        on_start,
-        shutdown,
-    )
-    .await?;
+    let runtime = RuntimeSettings {
+        service: &settings.service,
+        admin: &settings.admin,
+        consul: &settings.consul,
+    };
+    let report =
+        courier_runtime::serve(service, nats, runtime, &registry, on_start, shutdown).await?;
     store.close().await;
     Ok(report)
 }

@@ -96,6 +96,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies each migration not yet recorded, each in its own transaction. Several instances
+    /// may start at once on one database: each transaction first claims its migration's row
+    /// (a write, so SQLite takes the write lock up front instead of failing a read-to-write
+    /// upgrade with "database is locked", and PostgreSQL makes the second claimant wait on the
+    /// key), and only the instance whose claim inserted the row applies the migration.
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS courier_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
             .execute(&self.pool)
@@ -107,22 +112,19 @@ impl Store {
                 source,
             };
             let mut tx = self.pool.begin().await?;
-            let done = sqlx::query("SELECT version FROM courier_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(failed)?;
-            if done.is_none() {
+            let claimed = sqlx::query(
+                "INSERT INTO courier_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(version)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+            if claimed.rows_affected() == 1 {
                 sqlx::query(sql).execute(&mut *tx).await.map_err(failed)?;
-                sqlx::query("INSERT INTO courier_migrations (version, name) VALUES ($1, $2)")
-                    .bind(version)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?;
                 tracing::info!(version, name, "Migration applied.");
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(failed)?;
         }
         Ok(())
     }

@@ -43,12 +43,14 @@ pub async fn start(database: DatabaseSettings) -> InProcess {
     settings.nats.url = nats.url();
     settings.database = database;
     settings.users.hash_workers = 2;
+    // No Consul in these tests: the service serves over NATS and says so once.
+    settings.consul.register = false;
     let (stop, stopped) = oneshot::channel();
     let (started, id) = oneshot::channel();
     let done = actix_rt::spawn(courier_users::run(
         settings,
-        move |running| {
-            let _ = started.send(running.id().to_owned());
+        move |instance| {
+            let _ = started.send(instance.running.id().to_owned());
         },
         async move {
             let _ = stopped.await;
@@ -172,26 +174,37 @@ impl TestPostgres {
     }
 }
 
-/// The real `courier-users` binary, with the given environment on top of a clean one.
+/// The real `courier-users` binary, with the given environment on top of a clean one. Its
+/// stderr goes to a file (a pipe nobody reads could fill and block it).
 pub struct Binary {
     pub child: Child,
+    log: PathBuf,
 }
 
 impl Binary {
     pub fn spawn(env: &[(&str, String)]) -> Self {
+        let log = std::env::temp_dir().join(format!("courier-users-{}.log", nuid::next()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            // Hermetic by default: tests that want Consul pass their agent's address and "true".
+            .env("COURIER_CONSUL__REGISTER", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(std::fs::File::create(&log).expect("create the log file"));
         for (k, v) in env {
             cmd.env(k, v);
         }
         Self {
             child: cmd.spawn().expect("spawn courier-users"),
+            log,
         }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Sends SIGTERM, as an orchestrator would.
@@ -203,25 +216,20 @@ impl Binary {
         assert!(status.success());
     }
 
-    /// Waits for exit (at most `within`), returning the code and what it wrote to stderr.
+    /// Waits for exit (at most `within`), returning the code and what it logged.
     pub fn wait(mut self, within: Duration) -> (Option<i32>, String) {
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (status.code(), err);
+                return (status.code(), self.log());
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("courier-users did not exit within {within:?}");
+                panic!(
+                    "courier-users did not exit within {within:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -232,6 +240,7 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

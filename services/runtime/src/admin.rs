@@ -1,0 +1,152 @@
+//! The admin listener every instance runs: `/health`, `/health/ready`, `/metrics`.
+//!
+//! It runs on actix-web's own worker thread, apart from the actors: so `/health` can tell a
+//! wedged actor system (the liveness probe asks the heartbeat actor and times out) from a slow
+//! one, and Consul's HTTP check keeps working while the service is busy.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use courier_actors::Monitor;
+use serde_json::json;
+
+use crate::heartbeat::{Heartbeat, Ping};
+
+/// How long `/health` waits for the actor system to answer.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What readiness is made of. Cloned into every admin worker.
+#[derive(Clone)]
+pub struct Readiness {
+    nats: async_nats::Client,
+    monitor: Monitor,
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    pub(crate) fn new(nats: async_nats::Client, monitor: Monitor) -> Self {
+        Self {
+            nats,
+            monitor,
+            draining: Arc::default(),
+        }
+    }
+
+    /// From now on the instance reports not ready (SIGTERM received).
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Why the instance is not ready; empty when it is.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            reasons.push("draining: shutting down".to_owned());
+        }
+        if self.nats.connection_state() != async_nats::connection::State::Connected {
+            reasons.push(format!("NATS is {}", self.nats.connection_state()));
+        }
+        for endpoint in self.monitor.saturated() {
+            reasons.push(format!("endpoint {endpoint} is at its in-flight limit"));
+        }
+        reasons
+    }
+}
+
+#[derive(Clone)]
+struct State {
+    readiness: Readiness,
+    registry: prometheus::Registry,
+    heartbeat: Addr<Heartbeat>,
+}
+
+/// A started admin listener.
+pub struct Admin {
+    /// The address it listens on (port 0 in the settings becomes the real port here).
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Admin {
+    /// Binds `bind` and serves until [`Admin::stop`].
+    pub(crate) fn start(
+        bind: &str,
+        readiness: Readiness,
+        registry: prometheus::Registry,
+        heartbeat: Addr<Heartbeat>,
+    ) -> std::io::Result<Self> {
+        let state = State {
+            readiness,
+            registry,
+            heartbeat,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .route("/health", web::get().to(health))
+                .route("/health/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(bind)?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("bound to no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        actix::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "Admin listener failed.");
+            }
+        });
+        Ok(Self { addr, handle })
+    }
+
+    /// Stops listening.
+    pub(crate) async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Liveness: the actor system answers.
+async fn health(state: web::Data<State>) -> HttpResponse {
+    match tokio::time::timeout(LIVENESS_TIMEOUT, state.heartbeat.send(Ping)).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ok" })),
+        _ => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "unresponsive", "reason": "the actor system did not answer" })),
+    }
+}
+
+/// Readiness: NATS connected, endpoints subscribed (the listener starts after they are), not
+/// draining, no endpoint at its in-flight limit.
+async fn ready(state: web::Data<State>) -> HttpResponse {
+    let reasons = state.readiness.reasons();
+    if reasons.is_empty() {
+        HttpResponse::Ok()
+            .json(json!({ "status": "ready", "in_flight": state.readiness.monitor.in_flight() }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "not ready", "reasons": reasons }))
+    }
+}
+
+/// Prometheus text exposition of the instance's registry.
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    match prometheus::TextEncoder::new().encode_to_string(&state.registry.gather()) {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(text),
+        Err(error) => {
+            tracing::error!(%error, "Metrics could not be encoded.");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}

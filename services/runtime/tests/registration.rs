@@ -1,0 +1,363 @@
+//! Registration in a real Consul agent: the admin listener, checks that pass, a TTL check that
+//! catches a wedged actor system, and registration that survives Consul going away.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use courier_actors::{Call, Endpoint, Request, Service, ServiceError, Supervised};
+use courier_config::{AdminSettings, ConsulSettings, Secret, ServiceSettings};
+use courier_discovery::{CheckStatus, Consul};
+use courier_runtime::{http_check_id, serve, ttl_check_id, RuntimeSettings};
+use courier_testkit::{eventually, TestConsul, TestNats};
+use serde::{Deserialize, Serialize};
+
+/// Blocks the actor system's thread for `ms`: a wedged system.
+#[derive(Deserialize, Serialize)]
+struct Wedge {
+    ms: u64,
+}
+impl Call for Wedge {
+    type Reply = ();
+    type Error = ServiceError;
+}
+
+struct Wedgy;
+impl Actor for Wedgy {
+    type Context = Context<Self>;
+}
+impl Handler<Request<Wedge>> for Wedgy {
+    type Result = Result<(), ServiceError>;
+    fn handle(&mut self, req: Request<Wedge>, _: &mut Context<Self>) -> Self::Result {
+        std::thread::sleep(Duration::from_millis(req.body.ms));
+        Ok(())
+    }
+}
+
+/// A `wedgy` instance served on a thread of its own until the returned sender is dropped.
+struct Instance {
+    id: String,
+    admin: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Instance {
+    fn start(nats_url: String, consul: ConsulSettings) -> Self {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            System::new().block_on(async move {
+                let nats = async_nats::connect(nats_url).await.expect("connect");
+                let service = Service::builder("wedgy", "0.1.0")
+                    .endpoint(Endpoint::new::<Wedge>(
+                        "wedge",
+                        "wedgy.wedge",
+                        Supervised::local(|| Wedgy),
+                    ))
+                    .build()
+                    .expect("definition");
+                let (service_settings, admin) =
+                    (ServiceSettings::default(), AdminSettings::default());
+                let settings = RuntimeSettings {
+                    service: &service_settings,
+                    admin: &admin,
+                    consul: &consul,
+                };
+                let on_start = |s: &courier_runtime::Started<'_>| {
+                    ready_tx
+                        .send((s.running.id().to_owned(), s.admin))
+                        .expect("test waits");
+                };
+                let registry = prometheus::Registry::new();
+                serve(service, nats, settings, &registry, on_start, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serves and drains");
+            });
+        });
+        let (id, admin) = ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("instance starts");
+        Self {
+            id,
+            admin,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn consul_settings(consul: &TestConsul) -> ConsulSettings {
+    ConsulSettings {
+        addr: consul.url(),
+        check_interval: Duration::from_secs(1),
+        ttl: Duration::from_secs(2),
+        ..ConsulSettings::default()
+    }
+}
+
+async fn check_status(consul: &Consul, id: &str, check: &str) -> Option<CheckStatus> {
+    let checks = consul.checks(id).await.ok()?;
+    checks.into_iter().find(|(c, _)| c == check).map(|(_, s)| s)
+}
+
+async fn is_healthy(consul: &Consul, service: &str, id: &str) -> bool {
+    match consul.healthy(service, None, Duration::from_secs(1)).await {
+        Ok((_, instances)) => instances.iter().any(|i| i.id == id),
+        Err(_) => false,
+    }
+}
+
+async fn until_healthy(consul: &Consul, id: &str, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        is_healthy(consul, "wedgy", id).await.then_some(())
+    })
+    .await;
+}
+
+async fn until_check(
+    consul: &Consul,
+    id: &str,
+    check: &str,
+    status: CheckStatus,
+    within: Duration,
+    what: &str,
+) {
+    eventually(within, what, || async {
+        (check_status(consul, id, check).await == Some(status)).then_some(())
+    })
+    .await;
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("admin listener answers");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer() {
+    let (nats, consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    let client = Consul::new(&settings).unwrap();
+    let instance = Instance::start(nats.url(), settings.clone());
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(8),
+        "the instance healthy in Consul",
+    )
+    .await;
+    assert_eq!(
+        check_status(&client, &instance.id, &ttl_check_id(&instance.id)).await,
+        Some(CheckStatus::Passing)
+    );
+    assert_eq!(
+        check_status(&client, &instance.id, &http_check_id(&instance.id)).await,
+        Some(CheckStatus::Passing)
+    );
+    let (_, found) = client
+        .healthy("wedgy", None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let me = found.iter().find(|i| i.id == instance.id).unwrap();
+    assert_eq!(
+        (me.address.as_str(), me.port),
+        ("127.0.0.1", instance.admin.port())
+    );
+    assert_eq!(me.meta["srv_id"], instance.id);
+    assert_eq!(me.meta["subjects"], "wedgy.wedge");
+
+    assert_eq!(http_get(instance.admin, "/health").0, 200);
+    let (code, body) = http_get(instance.admin, "/health/ready");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(instance.admin, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("courier_endpoint_requests_total"), "{body}");
+}
+
+#[tokio::test]
+async fn a_wedged_actor_system_turns_the_ttl_check_critical_while_http_still_answers() {
+    let (nats, consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    let client = Consul::new(&settings).unwrap();
+    let instance = Instance::start(nats.url(), settings);
+    let ttl = ttl_check_id(&instance.id);
+    until_check(
+        &client,
+        &instance.id,
+        &ttl,
+        CheckStatus::Passing,
+        Duration::from_secs(8),
+        "the TTL check passing",
+    )
+    .await;
+    let nats_client = async_nats::connect(nats.url()).await.unwrap();
+    let wedge = tokio::spawn(async move {
+        let req = async_nats::Request::new()
+            .payload(r#"{"ms": 6000}"#.into())
+            .timeout(Some(Duration::from_secs(20)));
+        nats_client.send_request("wedgy.wedge", req).await
+    });
+    until_check(
+        &client,
+        &instance.id,
+        &ttl,
+        CheckStatus::Critical,
+        Duration::from_secs(6),
+        "the TTL check critical",
+    )
+    .await;
+    assert_eq!(
+        http_get(instance.admin, "/health").0,
+        503,
+        "liveness sees the wedged system"
+    );
+    assert!(
+        !is_healthy(&client, "wedgy", &instance.id).await,
+        "resolution stops returning it"
+    );
+    wedge
+        .await
+        .unwrap()
+        .expect("the wedged request is answered once the system runs again");
+    until_check(
+        &client,
+        &instance.id,
+        &ttl,
+        CheckStatus::Passing,
+        Duration::from_secs(8),
+        "the TTL check passing again",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_consul_down_at_start_the_instance_serves_and_registers_once_consul_is_back() {
+    let (nats, mut consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    consul.stop();
+    let instance = Instance::start(nats.url(), settings.clone());
+    let nats_client = async_nats::connect(nats.url()).await.unwrap();
+    let ping = nats_client
+        .request(format!("$SRV.PING.wedgy.{}", instance.id), "".into())
+        .await;
+    assert!(ping.is_ok(), "serves over NATS without Consul");
+    consul.restart();
+    let client = Consul::new(&settings).unwrap();
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(20),
+        "registration after Consul is back",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_consul_restarted_mid_run_has_the_instance_healthy_again() {
+    let (nats, mut consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    let client = Consul::new(&settings).unwrap();
+    let instance = Instance::start(nats.url(), settings);
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(8),
+        "first registration",
+    )
+    .await;
+    consul.stop();
+    consul.restart();
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(20),
+        "registration after the restart",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_instance_removed_behind_its_back_registers_again() {
+    let (nats, consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    let client = Consul::new(&settings).unwrap();
+    let instance = Instance::start(nats.url(), settings);
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(8),
+        "first registration",
+    )
+    .await;
+    // As after a Consul that lost its state, or an operator's mistake: the next TTL update is
+    // refused, and the heartbeat registers again.
+    client.deregister(&instance.id).await.unwrap();
+    until_healthy(
+        &client,
+        &instance.id,
+        Duration::from_secs(10),
+        "registration again",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_acl_agent_takes_the_registration_with_the_configured_token_only() {
+    let token = "3f1e5e0a-6a2b-4c3d-9e8f-0a1b2c3d4e5f";
+    let (nats, consul) = (TestNats::start(), TestConsul::start_with_acl(token));
+    let with_token = ConsulSettings {
+        token: Secret::new(token),
+        ..consul_settings(&consul)
+    };
+    let admin_client = Consul::new(&with_token).unwrap();
+    let good = Instance::start(nats.url(), with_token);
+    until_healthy(
+        &admin_client,
+        &good.id,
+        Duration::from_secs(10),
+        "the registration with the token",
+    )
+    .await;
+    let tokenless = Instance::start(nats.url(), consul_settings(&consul));
+    // A negative check needs time: give it several registration attempts (1 s, then 2 s
+    // backoff); it must never appear.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, found) = admin_client
+        .healthy("wedgy", None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        found.iter().all(|i| i.id != tokenless.id),
+        "no token, no registration: {found:?}"
+    );
+}
