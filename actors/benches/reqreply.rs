@@ -1,7 +1,9 @@
 //! Request-reply throughput and latency: a bare async-nats responder against the same work
 //! behind a `courier-actors` endpoint, on one local nats-server.
 //!
-//! Run: `cargo bench -p courier-actors --bench reqreply` (about 30 s). Under `cargo test`
+//! Run: `cargo bench -p courier-actors --bench reqreply` (about 45 s). For profiling, one
+//! responder at one concurrency: `COURIER_BENCH_ONLY=courier COURIER_BENCH_LEVELS=64 cargo bench
+//! -p courier-actors --bench reqreply`. Under `cargo test`
 //! (no `--bench` argument) it runs a quick smoke of a fraction of a second per point and only
 //! checks that every request is answered.
 //!
@@ -15,6 +17,11 @@
 //! level at a time, the three interleaved. Besides throughput and latency it prints the CPU time
 //! the responders' thread spent per request (from /proc), which is steadier than throughput on a
 //! small machine where the server, the load and the responder share the cores.
+
+/// The allocator Courier's service binaries use (see `services/users/src/main.rs`); all three
+/// responders share it, since they run in this one process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
@@ -211,11 +218,15 @@ fn micros(d: Duration) -> String {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (duration, levels): (Duration, &[usize]) = if full {
+    let (duration, default_levels): (Duration, &[usize]) = if full {
         (Duration::from_secs(4), &[1, 16, 64])
     } else {
         (Duration::from_millis(200), &[1, 8])
     };
+    let levels: Vec<usize> = std::env::var("COURIER_BENCH_LEVELS")
+        .map(|v| v.split(',').filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| default_levels.to_vec());
+    let only = std::env::var("COURIER_BENCH_ONLY").ok();
     let nats = TestNats::start();
     let tid = start_responders(nats.url());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -225,17 +236,18 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let client = async_nats::connect(nats.url()).await.expect("connect load");
-        let subjects = [("bare", "bench.bare"), ("bare+hdr", "bench.bare_headers"), ("courier", "bench.courier")];
+        let all = [("bare", "bench.bare"), ("bare+hdr", "bench.bare_headers"), ("courier", "bench.courier")];
+        let subjects: Vec<_> = all.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name)).collect();
         // Warm every path (connections, allocator, actor mailbox).
-        for (_, subject) in subjects {
+        for (_, subject) in &subjects {
             load(&client, &tid, subject, 4, duration / 4).await;
         }
         println!("request-reply, {}s per point, JSON {{a,b}} -> {{sum}}; rps = requests/s, latency and responder CPU in µs", duration.as_secs_f64());
         println!("{:>4} {:>9} {:>8} {:>8} {:>8} {:>8}", "conc", "responder", "rps", "p50", "p99", "cpu/req");
         let mut failures = 0;
-        for &c in levels {
+        for &c in &levels {
             let mut points = Vec::new();
-            for (name, subject) in subjects {
+            for &(name, subject) in &subjects {
                 let point = load(&client, &tid, subject, c, duration).await;
                 failures += point.errors;
                 println!(
@@ -247,7 +259,7 @@ fn main() {
                 );
                 points.push(point);
             }
-            let (bare, with_headers, courier) = (&points[0], &points[1], &points[2]);
+            let [bare, with_headers, courier] = &points[..] else { continue };
             let p99 = |p: &Point| p.percentile(0.99).as_secs_f64();
             println!(
                 "{c:>4} courier/bare: throughput {:.2}, p99 {:.2}x; courier/bare+hdr: throughput {:.2}, p99 {:.2}x",

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use courier_config::{Loader, EXIT_CONFIG};
 use courier_users::Settings;
 
+/// mimalloc: the request path allocates a few small objects per request (headers, futures,
+/// actor envelopes), and glibc's allocator cost about a quarter of the bridge's CPU in the
+/// request-reply benchmark (`cargo bench -p courier-actors --bench reqreply`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let settings: Settings = match Loader::from_env(std::env::vars()).load() {
         Ok(settings) => settings,
