@@ -461,3 +461,132 @@ async fn a_drain_past_its_grace_reports_what_it_abandoned() {
     assert_eq!(report.abandoned, 1);
     assert!(report.took < Duration::from_secs(2), "{:?}", report.took);
 }
+
+/// Answers with the identity of the actor that handled it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Who {}
+impl courier_actors::Call for Who {
+    type Reply = u64;
+    type Error = courier_actors::ServiceError;
+}
+struct Member(u64);
+impl actix::Actor for Member {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<courier_actors::Request<Who>> for Member {
+    type Result = Result<u64, courier_actors::ServiceError>;
+    fn handle(
+        &mut self,
+        _: courier_actors::Request<Who>,
+        _: &mut actix::Context<Self>,
+    ) -> Self::Result {
+        Ok(self.0)
+    }
+}
+
+#[actix_rt::test]
+async fn a_pool_on_arbiters_spreads_requests_over_its_actors() {
+    use courier_actors::{Endpoint, Service, Supervised};
+    let nats = courier_testkit::TestNats::start();
+    let client = connect(&nats).await;
+    let pool = Supervised::on_arbiters(3, || Member(rand_id()));
+    assert_eq!(pool.size(), 3);
+    let _running = Service::builder("pool", "1.0.0")
+        .endpoint(Endpoint::new::<Who>("who", "pool.who", pool))
+        .build()
+        .unwrap()
+        .start(
+            client.clone(),
+            &Default::default(),
+            &prometheus::Registry::new(),
+        )
+        .await
+        .unwrap();
+    let courier = Client::new(client, Duration::from_secs(5));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        seen.insert(
+            courier
+                .call::<_, u64>("pool.who", &Who {}, &Meta::root())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen.len(), 3, "round-robin over three actors: {seen:?}");
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[actix_rt::test]
+async fn events_with_a_queue_group_reach_one_member_and_without_one_reach_all() {
+    use actix::Actor;
+    use courier_actors::{Service, Subscription};
+    let nats = courier_testkit::TestNats::start();
+    let client = connect(&nats).await;
+    let (grouped, fanned) = (
+        vec![Recorder::default(), Recorder::default()],
+        vec![Recorder::default(), Recorder::default()],
+    );
+    let mut running = Vec::new();
+    for (g, f) in grouped.iter().zip(&fanned) {
+        let service = Service::builder("listener", "1.0.0")
+            .subscription(
+                Subscription::new::<Traced>("events.grouped", g.clone().start().recipient())
+                    .queue_group("audit"),
+            )
+            .subscription(Subscription::new::<Traced>(
+                "events.fanned",
+                f.clone().start().recipient(),
+            ))
+            .build()
+            .unwrap();
+        running.push(
+            service
+                .start(
+                    client.clone(),
+                    &Default::default(),
+                    &prometheus::Registry::new(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let courier = Client::new(client.clone(), Duration::from_secs(5));
+    let event = Traced {
+        trace_id: "t".into(),
+        request_id: "r".into(),
+    };
+    for _ in 0..10 {
+        courier
+            .publish("events.grouped", &event, &Meta::root())
+            .await
+            .unwrap();
+        courier
+            .publish("events.fanned", &event, &Meta::root())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let count = |r: &[Recorder]| {
+        r.iter()
+            .map(|x| x.0.lock().unwrap().len())
+            .collect::<Vec<_>>()
+    };
+    courier_testkit::eventually(Duration::from_secs(5), "all events delivered", || async {
+        (count(&grouped).iter().sum::<usize>() == 10 && count(&fanned) == [10, 10]).then_some(())
+    })
+    .await;
+    // Nothing more arrives later: the grouped events were not duplicated.
+    for r in running {
+        r.stop(Duration::from_secs(1)).await.unwrap();
+    }
+    assert_eq!(
+        count(&grouped).iter().sum::<usize>(),
+        10,
+        "each grouped event went to one member"
+    );
+}
