@@ -4,8 +4,8 @@
 #   ops/test.sh            formatting, clippy, all tests (unit, real nats-server, SQLite,
 #                          PostgreSQL when one answers), and a seconds-long benchmark smoke
 #
-# Tests start their own nats-server (and, later, consul) on free loopback ports; nothing here
-# needs a running service. PostgreSQL tests use $COURIER_TEST_POSTGRES_URL
+# Tests start their own nats-server and consul agent on free loopback ports; nothing here needs
+# a running service. PostgreSQL tests use $COURIER_TEST_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test) and are skipped, with a note, when it does
 # not answer, unless COURIER_REQUIRE_POSTGRES=1 (as in CI).
 set -euo pipefail

@@ -69,7 +69,7 @@ wait_for_log() {
 }
 
 stop_all() {
-    trap - INT TERM
+    trap - INT TERM EXIT
     local i name pid
     for ((i = ${#started[@]} - 1; i >= 0; i--)); do
         read -r name pid <<<"${started[$i]}"
@@ -92,6 +92,8 @@ else
     for _ in $(seq 1 100); do nats_answers "$nats_host" "$nats_port" && break; sleep 0.1; done
     nats_answers "$nats_host" "$nats_port" || { tail -n 20 "$run/nats.log" >&2; die "nats-server did not start"; }
 fi
+# Until the system is up, any failure stops what was started; in the foreground, so does Ctrl-C.
+trap 'stop_all' EXIT
 $detach || trap 'stop_all; exit 0' INT TERM
 
 export CONSUL_HTTP_ADDR=${CONSUL_HTTP_ADDR:-127.0.0.1:8500}
@@ -139,6 +141,7 @@ Try it with the NATS CLI:
 
 EOF
 if $detach; then
+    trap - EXIT
     say "detached; stop with ops/down.sh"
 else
     say "Ctrl-C stops everything started here"

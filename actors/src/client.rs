@@ -54,6 +54,13 @@ impl Client {
     {
         let meta = meta.clone().with_timeout(self.timeout);
         let wait = meta.remaining().unwrap_or(self.timeout);
+        if wait.is_zero() {
+            // The caller has given up already: sending would only make the callee answer 504.
+            return Err(CallError::TimedOut {
+                subject: subject.to_owned(),
+                after: Duration::ZERO,
+            });
+        }
         let payload = self
             .codec
             .encode(body)

@@ -152,7 +152,8 @@ pub struct EndpointStats {
     pub last_error: String,
     /// Nanoseconds in the handler, in total.
     pub processing_time: u64,
-    /// `processing_time / num_requests`.
+    /// `processing_time` over the requests that reached a handler (refusals at the in-flight
+    /// limit take no handler time and would drag the average down exactly under overload).
     pub average_processing_time: u64,
     /// Courier's own: in-flight count, limit and refusals.
     pub data: EndpointData,

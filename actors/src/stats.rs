@@ -133,6 +133,8 @@ pub struct Snapshot {
     pub last_error: String,
     /// Total handler time, nanoseconds.
     pub processing_time_ns: u64,
+    /// Requests that reached a handler (not refused at the door), the average's divisor.
+    pub handled: u64,
     /// Requests refused at the in-flight limit.
     pub rejected: u64,
     /// Requests being handled now.
@@ -169,6 +171,7 @@ impl EndpointStats {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             processing_time_ns: (self.processing.get_sample_sum() * 1e9) as u64,
+            handled: self.processing.get_sample_count(),
             rejected: self.rejected.get(),
             in_flight: self.in_flight.current(),
             max_in_flight: self.in_flight.limit,

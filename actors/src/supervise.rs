@@ -8,11 +8,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
+
+/// How long to wait before looking again whether an actor that failed a request is dead.
+const UNWIND_RECHECK: Duration = Duration::from_millis(20);
 
 /// Sends one message to an actor and waits for its answer.
 pub trait Dispatch<M: Message>: Send + Sync + 'static {
@@ -182,6 +186,11 @@ where
         async move {
             let result = reply.await;
             if let Err(MailboxError::Closed) = result {
+                if !member.closed_means_dead && addr.connected() {
+                    // An actor on another arbiter thread may still be unwinding, its mailbox
+                    // not yet dropped: look again shortly rather than fail the next request too.
+                    tokio::time::sleep(UNWIND_RECHECK).await;
+                }
                 member.restart(&addr);
             }
             result

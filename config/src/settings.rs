@@ -84,6 +84,10 @@ impl Validate for NatsSettings {
     }
 }
 
+/// Highest in-flight limit: far above what one instance serves, and within what a semaphore
+/// counts.
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+
 /// How a service instance takes requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -114,6 +118,13 @@ impl Validate for ServiceSettings {
                 "service.max_in_flight",
                 0,
                 "must be at least 1",
+            ));
+        }
+        if self.max_in_flight > MAX_IN_FLIGHT {
+            return Err(Invalid::new(
+                "service.max_in_flight",
+                self.max_in_flight,
+                format!("must be at most {MAX_IN_FLIGHT}"),
             ));
         }
         positive("service.drain_grace", self.drain_grace)?;
@@ -207,6 +218,10 @@ pub struct ConsulSettings {
     pub deregister_critical_after: Duration,
     /// The address Consul and callers should use for this instance's admin listener.
     pub advertise_address: String,
+    /// On SIGTERM, how long to keep serving after deregistering, before draining: time for
+    /// callers watching Consul to stop picking this instance.
+    #[serde(with = "humantime_serde")]
+    pub leave_delay: Duration,
 }
 
 impl Default for ConsulSettings {
@@ -220,6 +235,7 @@ impl Default for ConsulSettings {
             ttl: Duration::from_secs(6),
             deregister_critical_after: Duration::from_secs(60),
             advertise_address: "127.0.0.1".to_owned(),
+            leave_delay: Duration::from_secs(1),
         }
     }
 }
@@ -237,7 +253,8 @@ impl ConsulSettings {
 
 impl Validate for ConsulSettings {
     fn validate(&self) -> Result<(), Invalid> {
-        check_url("consul.addr", &self.base_url(), &["http", "https"])?;
+        // Plain HTTP to the local agent, as Consul deployments run it; the client has no TLS.
+        check_url("consul.addr", &self.base_url(), &["http"])?;
         positive("consul.timeout", self.timeout)?;
         positive("consul.check_interval", self.check_interval)?;
         if self.ttl < self.check_interval {

@@ -10,7 +10,7 @@ use serde::Serialize;
 /// One service instance as the local agent should know it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Registration {
-    /// Unique on the agent: `users-<uuid>`.
+    /// Unique on the agent: the instance id (its `$SRV` id, a NUID).
     #[serde(rename = "ID")]
     pub id: String,
     /// The service name callers resolve: `users`.
@@ -40,7 +40,7 @@ pub struct Registration {
 pub enum Check {
     /// Consul GETs `url` every `interval`; 2xx passes, 429 warns, anything else is critical.
     Http {
-        /// Unique on the agent: `users-<uuid>:ready`.
+        /// Unique on the agent, such as `<instance id>:ready`.
         id: String,
         /// Shown in the UI.
         name: String,
@@ -50,19 +50,21 @@ pub enum Check {
         interval: Duration,
         /// How long one fetch may take.
         timeout: Duration,
-        /// How long critical before Consul deregisters the instance (minimum 1 min).
-        deregister_critical_after: Duration,
+        /// How long this check may stay critical before Consul deregisters the instance
+        /// (minimum 1 min); `None` never deregisters for this check.
+        deregister_critical_after: Option<Duration>,
     },
     /// The process itself reports within every `ttl`, or the check turns critical.
     Ttl {
-        /// Unique on the agent: `users-<uuid>:ttl`; what `update_ttl` names.
+        /// Unique on the agent, such as `<instance id>:actors`; what `update_ttl` names.
         id: String,
         /// Shown in the UI.
         name: String,
         /// How long a report holds.
         ttl: Duration,
-        /// How long critical before Consul deregisters the instance (minimum 1 min).
-        deregister_critical_after: Duration,
+        /// How long this check may stay critical before Consul deregisters the instance
+        /// (minimum 1 min); `None` never deregisters for this check.
+        deregister_critical_after: Option<Duration>,
     },
 }
 
@@ -92,8 +94,9 @@ impl Serialize for Check {
                 map.serialize_entry("HTTP", url)?;
                 map.serialize_entry("Interval", &go_duration(*interval))?;
                 map.serialize_entry("Timeout", &go_duration(*timeout))?;
-                let after = go_duration(*deregister_critical_after);
-                map.serialize_entry("DeregisterCriticalServiceAfter", &after)?;
+                if let Some(after) = deregister_critical_after {
+                    map.serialize_entry("DeregisterCriticalServiceAfter", &go_duration(*after))?;
+                }
                 map.end()
             }
             Self::Ttl {
@@ -106,8 +109,9 @@ impl Serialize for Check {
                 map.serialize_entry("CheckID", id)?;
                 map.serialize_entry("Name", name)?;
                 map.serialize_entry("TTL", &go_duration(*ttl))?;
-                let after = go_duration(*deregister_critical_after);
-                map.serialize_entry("DeregisterCriticalServiceAfter", &after)?;
+                if let Some(after) = deregister_critical_after {
+                    map.serialize_entry("DeregisterCriticalServiceAfter", &go_duration(*after))?;
+                }
                 map.end()
             }
         }
@@ -144,13 +148,13 @@ mod tests {
                     url: "http://10.0.0.5:9090/health/ready".into(),
                     interval: Duration::from_secs(2),
                     timeout: Duration::from_millis(1500),
-                    deregister_critical_after: Duration::from_secs(60),
+                    deregister_critical_after: Some(Duration::from_secs(60)),
                 },
                 Check::Ttl {
                     id: "users-1:ttl".into(),
                     name: "actors".into(),
                     ttl: Duration::from_secs(6),
-                    deregister_critical_after: Duration::from_secs(90),
+                    deregister_critical_after: Some(Duration::from_secs(90)),
                 },
             ],
         }

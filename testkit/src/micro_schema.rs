@@ -2,7 +2,8 @@
 //!
 //! The schemas are read from `$COURIER_MICRO_SCHEMAS`, else `<workspace>/../shared/schemas/micro-v1/`
 //! (never copied into the project). Where neither exists, as in a user's clone, the check falls
-//! back to our own reading of the required fields and their patterns.
+//! back to our own reading of the required fields and their patterns, unless
+//! `COURIER_REQUIRE_MICRO_SCHEMAS` is set (CI sets it), when a missing folder fails the test.
 
 use std::path::PathBuf;
 
@@ -50,6 +51,11 @@ pub fn assert_valid(kind: Kind, reply: &Value) {
     let errors = match schema_dir() {
         Some(dir) => against_schema(&dir.join(kind.file()), reply),
         None => {
+            assert!(
+                std::env::var_os("COURIER_REQUIRE_MICRO_SCHEMAS").is_none(),
+                "COURIER_REQUIRE_MICRO_SCHEMAS is set but no schema folder was found \
+                 (../shared/schemas/micro-v1 or $COURIER_MICRO_SCHEMAS)"
+            );
             eprintln!("note: no micro-v1 schema folder; checking required fields only");
             fallback(kind, reply)
         }

@@ -40,9 +40,18 @@ impl TestNats {
 
     fn try_start(port: u16, extra: &[&str]) -> Result<Self, String> {
         let binary = crate::tool("nats-server");
-        let log = std::env::temp_dir().join(format!("courier-test-nats-{port}.log"));
+        let name = format!("courier-test-{port}-{}", std::process::id());
+        let log = std::env::temp_dir().join(format!("{name}.log"));
         let mut child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                &name,
+                "-l",
+            ])
             .arg(&log)
             .args(extra)
             .stdin(Stdio::null())
@@ -54,9 +63,10 @@ impl TestNats {
         loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_file(&log);
                 return Err(format!("exited with {status}: {tail}"));
             }
-            if greets(port) {
+            if greets(port, &name) {
                 return Ok(Self { child, port, log });
             }
             if Instant::now() > deadline {
@@ -90,14 +100,17 @@ impl TestNats {
     }
 }
 
-/// Whether a NATS server on `port` sends its INFO greeting.
-fn greets(port: u16) -> bool {
+/// Whether the NATS server named `name` greets on `port`.
+fn greets(port: u16, name: &str) -> bool {
     let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO")
+    // Our own server, not another test's that took the port between our check and our start.
+    BufReader::new(stream).read_line(&mut line).is_ok()
+        && line.starts_with("INFO")
+        && line.contains(&format!("\"server_name\":\"{name}\""))
 }
 
 impl Drop for TestNats {

@@ -72,9 +72,10 @@ pub(super) async fn serve_endpoint(
             _ = stop.changed(), if !draining => {
                 draining = true;
                 for sub in subs.iter_mut() {
+                    // On failure keep reading: what was delivered is still answered, the stream
+                    // ends with the connection, and the drain's grace period bounds the wait.
                     if let Err(error) = sub.drain().await {
                         tracing::warn!(%error, subject = %ep.subject, "Could not drain the subscription.");
-                        ended = true;
                     }
                 }
             }
@@ -144,7 +145,9 @@ async fn handle(
         }
         Err(error) => {
             ep.stats.failed(error.code, &error.message);
-            if error.is_server_error() {
+            // A 500 is our bug and worth an error line; 503 and 504 are load and deadlines,
+            // counted in the metrics and visible in $SRV.STATS.
+            if error.code == 500 {
                 tracing::error!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request failed.");
             } else {
                 tracing::debug!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request refused.");

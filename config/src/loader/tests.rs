@@ -123,6 +123,36 @@ fn validation_failure_names_the_key_and_origin() {
 }
 
 #[test]
+fn an_absurd_in_flight_limit_is_refused() {
+    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "99999999999")])
+        .load::<Settings>()
+        .unwrap_err();
+    assert_eq!(err.invalid().unwrap().key, "service.max_in_flight");
+}
+
+#[test]
+fn consul_over_https_is_refused_since_the_client_speaks_http() {
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct WithConsul {
+        consul: crate::ConsulSettings,
+    }
+    impl Validate for WithConsul {
+        fn validate(&self) -> Result<(), Invalid> {
+            self.consul.validate()
+        }
+    }
+    let err = env(&[("CONSUL_HTTP_ADDR", "https://consul:8501")])
+        .load::<WithConsul>()
+        .unwrap_err();
+    assert_eq!(err.invalid().unwrap().key, "consul.addr");
+    let ok: WithConsul = env(&[("CONSUL_HTTP_ADDR", "10.0.0.5:8500")])
+        .load()
+        .unwrap();
+    assert_eq!(ok.consul.base_url(), "http://10.0.0.5:8500");
+}
+
+#[test]
 fn a_bad_duration_names_the_key() {
     let err = env(&[("COURIER_SERVICE__DRAIN_GRACE", "soon")])
         .load::<Settings>()

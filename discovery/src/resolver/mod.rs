@@ -24,7 +24,7 @@ const UPDATES_CAPACITY: usize = 256;
 /// One healthy instance of a service, as the catalog lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {
-    /// The instance's service id: `users-<uuid>`.
+    /// The instance id (its `$SRV` id, a NUID).
     pub id: String,
     /// The service name: `users`.
     pub name: String,

@@ -50,7 +50,7 @@ pub fn ttl_check(service_id: &str, ttl: Duration) -> Check {
         id: format!("{service_id}:ttl"),
         name: "actors alive".to_owned(),
         ttl,
-        deregister_critical_after: Duration::from_secs(60),
+        deregister_critical_after: Some(Duration::from_secs(60)),
     }
 }
 
@@ -62,7 +62,7 @@ pub fn http_check(service_id: &str, url: String) -> Check {
         url,
         interval: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
-        deregister_critical_after: Duration::from_secs(60),
+        deregister_critical_after: Some(Duration::from_secs(60)),
     }
 }
 

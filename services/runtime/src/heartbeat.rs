@@ -96,7 +96,7 @@ impl Heartbeat {
                 };
                 ctx.spawn(
                     actix::fut::wrap_future(call)
-                        .map(|result, act: &mut Self, _| act.registered(result)),
+                        .map(|result, act: &mut Self, ctx| act.registered(result, ctx)),
                 );
             }
             Standing::Registered => {
@@ -115,9 +115,19 @@ impl Heartbeat {
         }
     }
 
-    fn registered(&mut self, result: Result<(), DiscoveryError>) {
+    fn registered(&mut self, result: Result<(), DiscoveryError>, ctx: &mut Context<Self>) {
         self.busy = false;
         if matches!(self.standing, Standing::Left) {
+            // The instance left while this registration was on its way, and it may have
+            // landed after the deregistration: take it back out.
+            if result.is_ok() {
+                let (consul, id) = (self.consul.clone(), self.registration.id.clone());
+                ctx.spawn(actix::fut::wrap_future(async move {
+                    if let Err(error) = consul.deregister(&id).await {
+                        tracing::warn!(%error, "Could not deregister a late registration.");
+                    }
+                }));
+            }
             return;
         }
         match result {

@@ -163,7 +163,12 @@ pub async fn serve(
 
     shutdown.await;
     readiness.start_draining();
-    leave(&heartbeat).await;
+    if settings.consul.register {
+        leave(&heartbeat).await;
+        // Callers watching Consul see the instance go within a blocking query's round trip;
+        // until then they may still pick it and send to its own subject.
+        tokio::time::sleep(settings.consul.leave_delay).await;
+    }
     let report = running.stop(settings.service.drain_grace).await?;
     admin.stop().await;
     // Replies are flushed; close the connection so the server forgets us at once.
@@ -218,13 +223,15 @@ fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Regist
             url: format!("http://{address}:{port}/health/ready"),
             interval: consul.check_interval,
             timeout: consul.check_interval.min(Duration::from_secs(2)),
-            deregister_critical_after: consul.deregister_critical_after,
+            // Not ready (draining, saturated) is no reason to be forgotten: only a dead process,
+            // whose heartbeat stops, is deregistered after a while.
+            deregister_critical_after: None,
         },
         Check::Ttl {
             id: ttl_check_id(&info.id),
             name: "actor system heartbeat".to_owned(),
             ttl: consul.ttl,
-            deregister_critical_after: consul.deregister_critical_after,
+            deregister_critical_after: Some(consul.deregister_critical_after),
         },
     ];
     Registration {

@@ -41,7 +41,7 @@ impl Handler<Request<ListUsers>> for UsersActor {
 impl Handler<Request<UpdateUser>> for UsersActor {
     type Result = ResponseFuture<Result<User, UsersError>>;
     fn handle(&mut self, req: Request<UpdateUser>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().update(req.body))
+        Box::pin(self.0.clone().update(req.body, req.meta))
     }
 }
 

@@ -49,6 +49,9 @@ pub enum UsersError {
     /// Unknown email or wrong password (never said which).
     #[error("invalid email or password")]
     BadCredentials,
+    /// The caller's deadline passed before the work could be committed; nothing was changed.
+    #[error("the request's deadline passed before it was committed")]
+    DeadlinePassed,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -70,6 +73,7 @@ impl From<UsersError> for ServiceError {
                 ServiceError::conflict(e.to_string()).with_details(json!({ "field": "email" }))
             }
             UsersError::BadCredentials => ServiceError::unauthorized(e.to_string()),
+            UsersError::DeadlinePassed => ServiceError::timeout(e.to_string()),
             UsersError::Store(_) | UsersError::Hashing(_) => {
                 // Internals stay in the log, once, here at the edge.
                 tracing::error!(error = %e, "Users request failed.");

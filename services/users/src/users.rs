@@ -45,6 +45,7 @@ impl Users {
         let email = domain::valid_email(&req.email)?;
         domain::valid_password(&req.password)?;
         let password_hash = self.hasher.hash(req.password).await?;
+        still_wanted(&meta)?;
         let now = now();
         let row = UserRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -95,7 +96,7 @@ impl Users {
     }
 
     /// Changes the given fields; at least one is required.
-    pub async fn update(self, req: UpdateUser) -> Result<User, UsersError> {
+    pub async fn update(self, req: UpdateUser, meta: Meta) -> Result<User, UsersError> {
         let id = domain::valid_id(&req.id)?;
         if req.name.is_none() && req.email.is_none() && req.password.is_none() {
             return Err(UsersError::Invalid {
@@ -116,6 +117,7 @@ impl Users {
         if let Some(password) = req.password {
             row.password_hash = self.hasher.hash(password).await?;
         }
+        still_wanted(&meta)?;
         row.name = name.unwrap_or(row.name);
         row.email = email.unwrap_or(row.email);
         row.updated_at = now();
@@ -158,6 +160,16 @@ impl Users {
         if let Err(error) = self.events.publish(subject, event, meta).await {
             tracing::warn!(%error, subject, request_id = %meta.request_id, "Event not published.");
         }
+    }
+}
+
+/// A reply the caller no longer waits for must not be preceded by a change it does not know
+/// of: past the deadline (504 at the bridge), stop before writing. The bridge frees the
+/// request's in-flight slot at the deadline; this keeps the work behind it from going on.
+fn still_wanted(meta: &Meta) -> Result<(), UsersError> {
+    match meta.remaining() {
+        Some(left) if left.is_zero() => Err(UsersError::DeadlinePassed),
+        _ => Ok(()),
     }
 }
 

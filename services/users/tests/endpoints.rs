@@ -404,3 +404,53 @@ async fn srv_info_lists_the_six_endpoints_in_a_valid_reply() {
     );
     t.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_create_past_its_deadline_changes_nothing() {
+    let t = started("deadline").await;
+    // Sixteen creates with 30 ms to live on two hashing threads (argon2id takes tens of ms):
+    // some finish in time, the rest must leave no user behind their time-out.
+    let calls = (0..16).map(|i| {
+        let courier = t.courier.clone();
+        async move {
+            let meta = courier_actors::Meta::root().with_timeout(Duration::from_millis(30));
+            courier
+                .call::<_, User>(
+                    "users.create",
+                    &create(&format!("U{i}"), &format!("u{i}@example.com")),
+                    &meta,
+                )
+                .await
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().map_or_else(|e| e.code() == 504, |_| true)),
+        "{results:?}"
+    );
+    // A negative check needs time: let every hash that was under way finish.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let page: UserPage = t
+        .call(
+            "users.list",
+            &ListUsers {
+                limit: Some(100),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.users.len(),
+        created,
+        "only the creates answered in time exist"
+    );
+    assert!(
+        created < 16,
+        "the deadline was short enough to matter: {created}"
+    );
+    t.stop().await;
+}
