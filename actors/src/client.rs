@@ -78,28 +78,23 @@ impl Client {
             .nats
             .send_request(subject.to_owned(), request)
             .await
-            .map_err(|e| match e.kind() {
-                RequestErrorKind::NoResponders => CallError::NoResponders {
-                    subject: subject.to_owned(),
-                },
-                RequestErrorKind::TimedOut => CallError::TimedOut {
-                    subject: subject.to_owned(),
-                    after: wait,
-                },
-                _ => CallError::Transport {
-                    subject: subject.to_owned(),
-                    source: Box::new(e),
-                },
-            })?;
-        let codec = Codec::from_content_type(
-            reply
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(header::CONTENT_TYPE))
-                .map(|v| v.as_str()),
-        )
-        .unwrap_or(self.codec);
-        if let Some(error) = wire_error(&reply, codec) {
+            .map_err(|e| request_failed(subject, wait, e))?;
+        self.read_reply(subject, &reply)
+    }
+
+    /// The reply's value, or the error its headers carry.
+    fn read_reply<Resp: DeserializeOwned>(
+        &self,
+        subject: &str,
+        reply: &async_nats::Message,
+    ) -> Result<Resp, CallError> {
+        let content_type = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(header::CONTENT_TYPE));
+        let codec =
+            Codec::from_content_type(content_type.map(|v| v.as_str())).unwrap_or(self.codec);
+        if let Some(error) = wire_error(reply, codec) {
             return Err(CallError::Service {
                 subject: subject.to_owned(),
                 error,
@@ -141,6 +136,22 @@ impl Client {
                 subject: subject.to_owned(),
                 source: Box::new(e),
             })
+    }
+}
+
+/// No responders is 503, silence 504, anything else the transport's failure.
+fn request_failed(subject: &str, wait: Duration, e: async_nats::RequestError) -> CallError {
+    let subject = subject.to_owned();
+    match e.kind() {
+        RequestErrorKind::NoResponders => CallError::NoResponders { subject },
+        RequestErrorKind::TimedOut => CallError::TimedOut {
+            subject,
+            after: wait,
+        },
+        _ => CallError::Transport {
+            subject,
+            source: Box::new(e),
+        },
     }
 }
 

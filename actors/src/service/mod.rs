@@ -66,58 +66,35 @@ impl Service {
     ) -> Result<Running, Error> {
         let metrics = Metrics::register(registry, &self.name)
             .map_err(|e| Error::Definition(format!("metrics for service {}: {e}", self.name)))?;
+        let (shared, subscriptions) = self.into_shared(settings, &metrics);
+        // If a subscription below fails, dropping `stop` makes the loops already spawned drain
+        // and end: nothing is left serving half a service.
         let (stop, stopped) = watch::channel(false);
-        let id = nuid::next().to_string();
-        let mut endpoints = Vec::with_capacity(self.endpoints.len());
-        let mut pending = Vec::new();
-        for ep in self.endpoints {
-            let limit = ep.max_in_flight.unwrap_or(settings.max_in_flight);
-            let runtime = Arc::new(EndpointRuntime {
-                stats: metrics.endpoint(&ep.name, limit),
-                queue_group: ep.queue_group.resolve(&settings.queue_group),
-                name: ep.name,
-                subject: ep.subject,
-                metadata: ep.metadata,
-                handler: ep.handler,
-            });
-            pending.push(runtime.clone());
-            endpoints.push(runtime);
-        }
-        let shared = Arc::new(Shared {
-            name: self.name,
-            id,
-            version: self.version,
-            description: self.description,
-            metadata: self.metadata,
-            started: SystemTime::now(),
-            endpoints,
-        });
         let mut loops = Vec::new();
-        for ep in pending {
-            let shared_sub =
-                bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
-            let own =
-                bridge::subscribe(&nats, &instance_subject(&shared.id, &ep.subject), None).await?;
-            let subs = vec![shared_sub, own];
-            loops.push(tokio::spawn(bridge::serve_endpoint(
-                ep,
-                subs,
+        for ep in &shared.endpoints {
+            let queued = bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
+            let own_subject = instance_subject(&shared.id, &ep.subject);
+            let own = bridge::subscribe(&nats, &own_subject, None).await?;
+            let serve = bridge::serve_endpoint(
+                ep.clone(),
+                vec![queued, own],
                 nats.clone(),
                 metrics.clone(),
                 stopped.clone(),
-            )));
+            );
+            loops.push(tokio::spawn(serve));
         }
-        for s in self.subscriptions {
+        for s in subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);
             let sub = bridge::subscribe(&nats, &s.subject, group.as_deref()).await?;
-            let limit = settings.max_in_flight;
-            loops.push(tokio::spawn(bridge::serve_events(
+            let serve = bridge::serve_events(
                 s,
                 sub,
-                limit,
+                settings.max_in_flight,
                 metrics.clone(),
                 stopped.clone(),
-            )));
+            );
+            loops.push(tokio::spawn(serve));
         }
         let srv = bridge::subscribe_srv(&nats, &shared).await?;
         let srv_loop = tokio::spawn(bridge::serve_srv(
@@ -135,6 +112,39 @@ impl Service {
             loops,
             srv_loop,
         })
+    }
+
+    /// The instance's identity and endpoints with their counters; the subscriptions apart.
+    fn into_shared(
+        self,
+        settings: &courier_config::ServiceSettings,
+        metrics: &Metrics,
+    ) -> (Arc<Shared>, Vec<Subscription>) {
+        let endpoints = self
+            .endpoints
+            .into_iter()
+            .map(|ep| {
+                let limit = ep.max_in_flight.unwrap_or(settings.max_in_flight);
+                Arc::new(EndpointRuntime {
+                    stats: metrics.endpoint(&ep.name, limit),
+                    queue_group: ep.queue_group.resolve(&settings.queue_group),
+                    name: ep.name,
+                    subject: ep.subject,
+                    metadata: ep.metadata,
+                    handler: ep.handler,
+                })
+            })
+            .collect();
+        let shared = Shared {
+            name: self.name,
+            id: nuid::next().to_string(),
+            version: self.version,
+            description: self.description,
+            metadata: self.metadata,
+            started: SystemTime::now(),
+            endpoints,
+        };
+        (Arc::new(shared), self.subscriptions)
     }
 }
 
