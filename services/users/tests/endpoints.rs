@@ -20,7 +20,10 @@ fn create(name: &str, email: &str) -> CreateUser {
 }
 
 async fn started(test: &str) -> InProcess {
-    start(sqlite_file(test).1).await
+    let (dir, database) = sqlite_file(test);
+    let mut t = start(database).await;
+    t.scratch = Some(dir);
+    t
 }
 
 #[actix_rt::test]

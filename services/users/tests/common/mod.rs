@@ -21,6 +21,16 @@ pub struct InProcess {
     pub id: String,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<anyhow::Result<courier_actors::service::DrainReport>>>,
+    /// A folder of the test's own to remove on drop (the SQLite file's).
+    pub scratch: Option<PathBuf>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// A fresh SQLite file in the temp folder.
@@ -69,6 +79,7 @@ pub async fn start(database: DatabaseSettings) -> InProcess {
         id,
         stop: Some(stop),
         done: Some(done),
+        scratch: None,
     }
 }
 
@@ -102,7 +113,7 @@ impl InProcess {
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let report = self.done.take().unwrap().await.unwrap().unwrap();
-        assert_eq!(report.abandoned, 0);
+        assert!(report.complete && report.abandoned == 0, "{report:?}");
     }
 }
 
