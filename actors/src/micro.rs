@@ -49,10 +49,11 @@ impl Verb {
     }
 }
 
-/// `io.nats.micro.v1.ping_response`.
+/// What every `$SRV` reply starts with: its type, and the instance's name, id, version and
+/// metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PingResponse {
-    /// Always [`PingResponse::TYPE`].
+pub struct Identity {
+    /// The schema's type string, such as [`PingResponse::TYPE`].
     #[serde(rename = "type")]
     pub kind: String,
     /// The service name.
@@ -63,6 +64,14 @@ pub struct PingResponse {
     pub version: String,
     /// Service metadata.
     pub metadata: BTreeMap<String, String>,
+}
+
+/// `io.nats.micro.v1.ping_response`: the identity alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PingResponse {
+    /// Type, name, id, version, metadata.
+    #[serde(flatten)]
+    pub identity: Identity,
 }
 
 impl PingResponse {
@@ -73,17 +82,9 @@ impl PingResponse {
 /// `io.nats.micro.v1.info_response`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InfoResponse {
-    /// Always [`InfoResponse::TYPE`].
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The service name.
-    pub name: String,
-    /// This instance's id.
-    pub id: String,
-    /// Semver version.
-    pub version: String,
-    /// Service metadata.
-    pub metadata: BTreeMap<String, String>,
+    /// Type, name, id, version, metadata.
+    #[serde(flatten)]
+    pub identity: Identity,
     /// What the service does.
     pub description: String,
     /// Its endpoints.
@@ -112,17 +113,9 @@ pub struct EndpointInfo {
 /// `io.nats.micro.v1.stats_response`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsResponse {
-    /// Always [`StatsResponse::TYPE`].
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The service name.
-    pub name: String,
-    /// This instance's id.
-    pub id: String,
-    /// Semver version.
-    pub version: String,
-    /// Service metadata.
-    pub metadata: BTreeMap<String, String>,
+    /// Type, name, id, version, metadata.
+    #[serde(flatten)]
+    pub identity: Identity,
     /// Start time, RFC 3339 UTC.
     pub started: String,
     /// Counters per endpoint.

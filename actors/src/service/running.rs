@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::EndpointRuntime;
-use crate::micro::{self, EndpointData, InfoResponse, PingResponse, StatsResponse};
+use crate::micro::{self, EndpointData, Identity, InfoResponse, PingResponse, StatsResponse};
 use crate::Error;
 
 /// What the `$SRV` replies are made of.
@@ -23,9 +23,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn ping(&self) -> PingResponse {
-        PingResponse {
-            kind: PingResponse::TYPE.to_owned(),
+    fn identity(&self, kind: &str) -> Identity {
+        Identity {
+            kind: kind.to_owned(),
             name: self.name.clone(),
             id: self.id.clone(),
             version: self.version.clone(),
@@ -33,13 +33,15 @@ impl Shared {
         }
     }
 
+    pub(crate) fn ping(&self) -> PingResponse {
+        PingResponse {
+            identity: self.identity(PingResponse::TYPE),
+        }
+    }
+
     pub(crate) fn info(&self) -> InfoResponse {
         InfoResponse {
-            kind: InfoResponse::TYPE.to_owned(),
-            name: self.name.clone(),
-            id: self.id.clone(),
-            version: self.version.clone(),
-            metadata: self.metadata.clone(),
+            identity: self.identity(InfoResponse::TYPE),
             description: self.description.clone(),
             endpoints: self
                 .endpoints
@@ -71,11 +73,7 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> StatsResponse {
         StatsResponse {
-            kind: StatsResponse::TYPE.to_owned(),
-            name: self.name.clone(),
-            id: self.id.clone(),
-            version: self.version.clone(),
-            metadata: self.metadata.clone(),
+            identity: self.identity(StatsResponse::TYPE),
             started: humantime::format_rfc3339_nanos(self.started).to_string(),
             endpoints: self
                 .endpoints

@@ -208,17 +208,17 @@ fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Regist
     let address = consul.advertise_address.clone();
     let subjects: Vec<&str> = info.endpoints.iter().map(|e| e.subject.as_str()).collect();
     let meta = BTreeMap::from([
-        ("version".to_owned(), info.version.clone()),
-        ("srv_id".to_owned(), info.id.clone()),
+        ("version".to_owned(), info.identity.version.clone()),
+        ("srv_id".to_owned(), info.identity.id.clone()),
         ("subjects".to_owned(), subjects.join(",")),
         (
             "instance_prefix".to_owned(),
-            courier_actors::instance_subject(&info.id, ""),
+            courier_actors::instance_subject(&info.identity.id, ""),
         ),
     ]);
     let checks = vec![
         Check::Http {
-            id: http_check_id(&info.id),
+            id: http_check_id(&info.identity.id),
             name: "readiness (/health/ready)".to_owned(),
             url: format!("http://{address}:{port}/health/ready"),
             interval: consul.check_interval,
@@ -228,18 +228,18 @@ fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Regist
             deregister_critical_after: None,
         },
         Check::Ttl {
-            id: ttl_check_id(&info.id),
+            id: ttl_check_id(&info.identity.id),
             name: "actor system heartbeat".to_owned(),
             ttl: consul.ttl,
             deregister_critical_after: Some(consul.deregister_critical_after),
         },
     ];
     Registration {
-        id: info.id.clone(),
-        name: info.name.clone(),
+        id: info.identity.id.clone(),
+        name: info.identity.name.clone(),
         address,
         port,
-        tags: vec!["courier".to_owned(), format!("v{}", info.version)],
+        tags: vec!["courier".to_owned(), format!("v{}", info.identity.version)],
         meta,
         checks,
     }
