@@ -1,14 +1,13 @@
 //! The bridge: the only code that reads NATS messages and writes replies. Everything it calls
 //! (codec, meta, handlers, stats) is plain Rust.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
-use std::future::Future;
-
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{watch, Semaphore};
