@@ -123,14 +123,16 @@ async fn handle(
     _slot: Slot,
 ) {
     let started = Instant::now();
-    let codec = reply_codec(&msg);
+    // Parsed once: the handler needs it or a 400, the reply falls back to JSON.
+    let requested = Codec::from_content_type(content_type(&msg));
+    let codec = requested.clone().unwrap_or_default();
     let meta = Meta::from_headers(msg.headers.as_ref());
     // The id the handler sees is the id the reply echoes, even when it was made up here.
     let request_id = match &meta {
         Ok(meta) => meta.request_id.clone(),
         Err(_) => request_id(&msg),
     };
-    let result = AssertUnwindSafe(run(ep, &msg, meta))
+    let result = AssertUnwindSafe(run(ep, &msg, requested, meta))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(ServiceError::internal("the request crashed its handler")));
@@ -164,9 +166,10 @@ async fn handle(
 async fn run(
     ep: &EndpointRuntime,
     msg: &Message,
+    codec: Result<Codec, String>,
     meta: Result<Meta, HeaderError>,
 ) -> Result<Bytes, ServiceError> {
-    let codec = Codec::from_content_type(content_type(msg)).map_err(ServiceError::bad_request)?;
+    let codec = codec.map_err(ServiceError::bad_request)?;
     let meta = meta.map_err(|e| ServiceError::bad_request(e.to_string()))?;
     let remaining = meta.remaining();
     if remaining.is_some_and(|r| r.is_zero()) {

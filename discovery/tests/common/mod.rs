@@ -66,14 +66,20 @@ pub fn http_check(service_id: &str, url: String) -> Check {
     }
 }
 
-/// A local server answering every request with `response` (a whole HTTP/1.1 answer).
-pub async fn canned_server(response: &'static str) -> SocketAddr {
+/// A listener on a free loopback port, with its address.
+async fn loopback_listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
+    (listener, addr)
+}
+
+/// A local server answering every request with `response` (a whole HTTP/1.1 answer).
+pub async fn canned_server(response: &'static str) -> SocketAddr {
+    let (listener, addr) = loopback_listener().await;
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -94,12 +100,7 @@ pub async fn ok_server() -> SocketAddr {
 
 /// A local server that accepts connections and never answers.
 pub async fn silent_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+    let (listener, addr) = loopback_listener().await;
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
