@@ -99,6 +99,13 @@ pub struct ServiceSettings {
     pub drain_grace: Duration,
     /// The queue group of endpoints that do not name their own.
     pub queue_group: String,
+    /// How long a handler may work on a request or event that brings no deadline of its own
+    /// (or a later one): past it the caller gets 504 and the work is cancelled.
+    #[serde(with = "humantime_serde")]
+    pub handler_timeout: Duration,
+    /// Events received but not yet handled, per subscription; past it new events are dropped,
+    /// counted and logged (core NATS events are at most once).
+    pub event_buffer: usize,
 }
 
 impl Default for ServiceSettings {
@@ -107,6 +114,8 @@ impl Default for ServiceSettings {
             max_in_flight: 256,
             drain_grace: Duration::from_secs(10),
             queue_group: "q".to_owned(),
+            handler_timeout: Duration::from_secs(30),
+            event_buffer: 1024,
         }
     }
 }
@@ -128,6 +137,14 @@ impl Validate for ServiceSettings {
             ));
         }
         positive("service.drain_grace", self.drain_grace)?;
+        positive("service.handler_timeout", self.handler_timeout)?;
+        if self.event_buffer == 0 || self.event_buffer > MAX_IN_FLIGHT {
+            return Err(Invalid::new(
+                "service.event_buffer",
+                self.event_buffer,
+                format!("must be between 1 and {MAX_IN_FLIGHT}"),
+            ));
+        }
         if self.queue_group.is_empty()
             || self
                 .queue_group
