@@ -123,11 +123,9 @@ impl Client {
                 source,
             })?;
         // An event has no deadline: whoever handles it does so on their own time.
-        let mut headers = Meta {
-            deadline: None,
-            ..meta.clone()
-        }
-        .outgoing_headers();
+        let mut untimed = meta.clone();
+        untimed.deadline = None;
+        let mut headers = untimed.outgoing_headers();
         headers.insert(header::CONTENT_TYPE, Codec::Json.content_type());
         self.nats
             .publish_with_headers(subject.to_owned(), headers, payload)

@@ -50,9 +50,10 @@ impl Codec {
         match essence.as_str() {
             "" | JSON | "text/json" => Ok(Self::Json),
             MSGPACK | "application/x-msgpack" | "application/vnd.msgpack" => Ok(Self::MsgPack),
-            other => Err(format!(
-                "unsupported {} {other:?}: use {JSON} or {MSGPACK}",
-                header::CONTENT_TYPE
+            _ => Err(format!(
+                "unsupported {} {}: use {JSON} or {MSGPACK}",
+                header::CONTENT_TYPE,
+                crate::error::quote(value)
             )),
         }
     }
@@ -66,6 +67,8 @@ impl Codec {
     }
 
     /// Decodes a payload. An empty JSON payload reads as `{}`, so `nats req users.list ''` works.
+    /// The payload must be one value and nothing else: bytes after it are an error, so a
+    /// request is never half read.
     pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, DecodeError> {
         let error = |path: String, problem: String| DecodeError { path, problem };
         match self {
@@ -75,14 +78,29 @@ impl Codec {
                 } else {
                     payload
                 };
-                let de = &mut serde_json::Deserializer::from_slice(payload);
-                serde_path_to_error::deserialize(de)
-                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))
+                let mut de = serde_json::Deserializer::from_slice(payload);
+                let value = serde_path_to_error::deserialize(&mut de)
+                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))?;
+                // Trailing white space is fine; anything else after the value is not.
+                de.end()
+                    .map_err(|e| error(".".into(), format!("bytes after the JSON value: {e}")))?;
+                Ok(value)
             }
             Self::MsgPack => {
-                let de = &mut rmp_serde::Deserializer::new(payload);
-                serde_path_to_error::deserialize(de)
-                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))
+                let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(payload));
+                let value = serde_path_to_error::deserialize(&mut de)
+                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))?;
+                let used = de.position();
+                if used != payload.len() as u64 {
+                    return Err(error(
+                        ".".into(),
+                        format!(
+                            "{} bytes after the MessagePack value",
+                            payload.len() as u64 - used
+                        ),
+                    ));
+                }
+                Ok(value)
             }
         }
     }
@@ -166,6 +184,35 @@ mod tests {
     fn garbage_is_a_decode_error_not_a_panic() {
         assert!(Codec::Json.decode::<Person>(b"\xff\x00garbage").is_err());
         assert!(Codec::MsgPack.decode::<Person>(b"\xc1\xc1").is_err());
+    }
+
+    #[test]
+    fn bytes_after_a_complete_body_are_refused() {
+        #[derive(Debug, serde::Deserialize, serde::Serialize)]
+        struct Page {
+            limit: u32,
+        }
+        for bad in [
+            &br#"{"limit":1}garbage"#[..],
+            br#"{"limit":1}{"limit":"x"}"#,
+        ] {
+            let err = Codec::Json.decode::<Page>(bad).unwrap_err();
+            assert!(err.problem.contains("after"), "{err}");
+        }
+        assert!(Codec::Json.decode::<Page>(b" {\"limit\":1} \n").is_ok());
+        let mut packed = Codec::MsgPack.encode(&Page { limit: 1 }).unwrap().to_vec();
+        assert!(Codec::MsgPack.decode::<Page>(&packed).is_ok());
+        packed.extend_from_slice(b"junk");
+        let err = Codec::MsgPack.decode::<Page>(&packed).unwrap_err();
+        assert_eq!(err.problem, "4 bytes after the MessagePack value");
+    }
+
+    #[test]
+    fn an_unknown_content_type_is_quoted_short() {
+        let long = "x".repeat(600_000);
+        let err = Codec::from_content_type(Some(&long)).unwrap_err();
+        assert!(err.len() < 300, "{}", err.len());
+        assert!(err.contains("600000 bytes"), "{err}");
     }
 
     #[test]

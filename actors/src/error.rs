@@ -1,9 +1,40 @@
 //! Errors: the one that travels on the wire ([`ServiceError`]), the one a caller gets
 //! ([`CallError`]), and the one starting or stopping a service can fail with ([`Error`]).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// How many characters of a caller's input an error message quotes.
+const QUOTE_CHARS: usize = 64;
+/// The longest error message put on the wire, in bytes. Messages may quote input, and input
+/// may be as large as the server's max payload: unbounded, an error reply would not fit.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// The largest `details` put on the wire, as JSON bytes; larger details are replaced by a note.
+pub const MAX_DETAILS_BYTES: usize = 4096;
+
+/// Quotes a caller's input in a message: all of it when short, else its first characters and
+/// its length, so an error never echoes a payload back.
+pub fn quote(input: &str) -> String {
+    match input.char_indices().nth(QUOTE_CHARS) {
+        None => format!("{input:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &input[..cut], input.len()),
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with its length when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    // Room for the marker; the cut lands on a character boundary.
+    let mut cut = max.saturating_sub(24);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len()))
+}
 
 /// A failed request as every hop sees it: an HTTP-like code, a message for people and optional
 /// structured details. On NATS it is the `Nats-Service-Error(-Code)` headers plus this struct as
@@ -71,6 +102,24 @@ impl ServiceError {
     /// 504: out of time.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, message)
+    }
+
+    /// The same error cut to what the wire carries: the message to [`MAX_MESSAGE_BYTES`], the
+    /// details to [`MAX_DETAILS_BYTES`] of JSON (else a note of their size).
+    pub fn bounded(mut self) -> Self {
+        if let Cow::Owned(cut) = truncate(&self.message, MAX_MESSAGE_BYTES) {
+            self.message = cut;
+        }
+        let size = self
+            .details
+            .as_ref()
+            .map_or(0, |d| serde_json::to_vec(d).map_or(usize::MAX, |v| v.len()));
+        if size > MAX_DETAILS_BYTES {
+            self.details = Some(serde_json::json!({
+                "omitted": format!("{size} bytes of details, over the {MAX_DETAILS_BYTES}-byte limit")
+            }));
+        }
+        self
     }
 
     /// Whether the failure is the server's (5xx), which is logged, not the caller's.
@@ -173,7 +222,49 @@ pub enum Error {
         #[source]
         source: async_nats::SubscribeError,
     },
-    /// Flushing replies to the server failed while stopping.
-    #[error("cannot flush replies to NATS: {0}")]
+    /// The new subscriptions could not be flushed to the server at start.
+    #[error("cannot flush the subscriptions to NATS: {0}")]
     Flush(#[source] async_nats::client::FlushError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_input_is_quoted_whole_and_long_input_by_prefix_and_length() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        let long = "é".repeat(1000);
+        let quoted = quote(&long);
+        assert!(quoted.ends_with("… (2000 bytes)"), "{quoted}");
+        assert!(quoted.len() < 200, "{}", quoted.len());
+    }
+
+    #[test]
+    fn a_bounded_error_fits_the_wire_limits() {
+        let huge = "a".repeat(600_000);
+        let error = ServiceError::bad_request(format!("bad id {huge}"))
+            .with_details(serde_json::json!({ "id": huge }))
+            .bounded();
+        assert!(
+            error.message.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            error.message.len()
+        );
+        assert!(
+            error.message.ends_with("(600007 bytes)"),
+            "{}",
+            &error.message[1000..]
+        );
+        let details = serde_json::to_vec(&error.details).unwrap();
+        assert!(details.len() <= MAX_DETAILS_BYTES, "{}", details.len());
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        let text = "ü".repeat(100);
+        let cut = truncate(&text, 51);
+        assert!(cut.len() <= 51, "{cut}");
+        assert!(cut.starts_with('ü'));
+    }
 }

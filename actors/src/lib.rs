@@ -45,10 +45,10 @@ pub mod supervise;
 pub use client::Client;
 pub use codec::Codec;
 pub use error::{CallError, Error, ServiceError};
-pub use message::{Call, Event, Request};
+pub use message::{Call, Cancelled, Event, Request};
 pub use meta::Meta;
 pub use service::{
-    instance_subject, DrainReport, Endpoint, Monitor, Running, Service, ServiceBuilder,
-    Subscription,
+    instance_subject, Connections, DrainReport, Endpoint, Monitor, Running, Service,
+    ServiceBuilder, Subscription,
 };
 pub use supervise::{Dispatch, Supervised};

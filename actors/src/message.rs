@@ -1,5 +1,7 @@
 //! What domain actors receive: typed requests and events with their [`Meta`], no NATS types.
 
+use std::future::Future;
+
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{Meta, ServiceError};
@@ -12,6 +14,18 @@ pub trait Call: DeserializeOwned + Send + 'static {
     type Reply: Serialize + Send + 'static;
     /// The domain error.
     type Error: Into<ServiceError> + Send + 'static;
+}
+
+/// The bridge gave up on the request (its deadline or the endpoint's time limit passed, or a
+/// drain ran out of grace) and has answered 504: the work was stopped before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request ran out of time and its work was stopped")]
+pub struct Cancelled;
+
+impl From<Cancelled> for ServiceError {
+    fn from(cancelled: Cancelled) -> Self {
+        ServiceError::timeout(cancelled.to_string())
+    }
 }
 
 /// A request as an actor receives it.
@@ -27,6 +41,36 @@ impl<M: Call> actix::Message for Request<M> {
     type Result = Result<M::Reply, M::Error>;
 }
 
+impl<M: Call> Request<M> {
+    /// The reply future of an async handler: runs `work` until it ends or the bridge gives up
+    /// on the request, whichever comes first. Giving up drops the work where it stands, so an
+    /// open transaction rolls back and nothing is written after the caller was told 504:
+    ///
+    /// ```ignore
+    /// fn handle(&mut self, req: Request<CreateUser>, _: &mut Context<Self>) -> Self::Result {
+    ///     let users = self.0.clone();
+    ///     req.serve(|body, meta| users.create(body, meta))
+    /// }
+    /// ```
+    ///
+    /// A handler that returns a plain future instead is not stopped, but its in-flight slot
+    /// stays taken until it ends.
+    pub fn serve<F, Fut>(self, work: F) -> actix::ResponseFuture<Result<M::Reply, M::Error>>
+    where
+        F: FnOnce(M, Meta) -> Fut,
+        Fut: Future<Output = Result<M::Reply, M::Error>> + 'static,
+        M::Error: From<Cancelled>,
+    {
+        let meta = self.meta.clone();
+        let work = work(self.body, self.meta);
+        Box::pin(async move {
+            until_cancelled(&meta, work)
+                .await
+                .unwrap_or_else(|c| Err(c.into()))
+        })
+    }
+}
+
 /// An event as an actor receives it.
 #[derive(Debug)]
 pub struct Event<E> {
@@ -38,4 +82,30 @@ pub struct Event<E> {
 
 impl<E: 'static> actix::Message for Event<E> {
     type Result = ();
+}
+
+impl<E: 'static> Event<E> {
+    /// The future of an async event handler: runs `work` until it ends or the subscription's
+    /// time limit passes, when it is dropped where it stands (see [`Request::serve`]).
+    pub fn serve<F, Fut>(self, work: F) -> actix::ResponseFuture<()>
+    where
+        F: FnOnce(E, Meta) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let meta = self.meta.clone();
+        let work = work(self.body, self.meta);
+        Box::pin(async move {
+            let _ = until_cancelled(&meta, work).await;
+        })
+    }
+}
+
+/// `work`'s output, or [`Cancelled`] once the request is cancelled (checked first, so work
+/// cancelled while queued in the mailbox never starts).
+async fn until_cancelled<T>(meta: &Meta, work: impl Future<Output = T>) -> Result<T, Cancelled> {
+    tokio::select! {
+        biased;
+        () = meta.cancelled() => Err(Cancelled),
+        out = work => Ok(out),
+    }
 }

@@ -1,10 +1,19 @@
-//! Request metadata carried in plain NATS headers: request id, W3C trace context, deadline.
+//! Request metadata carried in plain NATS headers: request id, W3C trace context, time budget.
 //!
 //! Any NATS client can set them; a caller that sets none gets a fresh request id and trace.
+//!
+//! Time travels as a budget, not a wall-clock instant: `Courier-Timeout-Ms` says how long the
+//! caller will still wait when it sends, and each hop turns it into a deadline on its own
+//! monotonic clock (as gRPC's `grpc-timeout` does), so clock skew between hosts never turns
+//! into false 504s. `Courier-Deadline` (absolute, Unix milliseconds) is written beside it for
+//! people reading headers, and read only from callers that send no budget.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::quote;
 
 /// Header names Courier reads and writes.
 pub mod header {
@@ -14,8 +23,10 @@ pub mod header {
     pub const REQUEST_ID: &str = "X-Request-Id";
     /// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
     pub const TRACEPARENT: &str = "traceparent";
-    /// Absolute deadline, milliseconds since the Unix epoch (clocks are assumed in sync, as
-    /// for any deadline that crosses machines).
+    /// The caller's remaining time budget in whole milliseconds when it sent the request.
+    pub const TIMEOUT_MS: &str = "Courier-Timeout-Ms";
+    /// Absolute deadline, milliseconds since the Unix epoch: informative, and the fallback for
+    /// callers that send no [`TIMEOUT_MS`] (it trusts the clocks to agree).
     pub const DEADLINE: &str = "Courier-Deadline";
     /// NATS micro: the error message of a failed request.
     pub const SERVICE_ERROR: &str = "Nats-Service-Error";
@@ -26,14 +37,16 @@ pub mod header {
 }
 
 /// What a handler knows about the request it serves, and passes on to the calls it makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Clones share one cancellation: see [`Meta::cancelled`].
+#[derive(Debug, Clone)]
 pub struct Meta {
     /// Read from `X-Request-Id`, or made up when absent.
     pub request_id: String,
     /// This hop's trace context (the caller's trace id, a new span id).
     pub trace: TraceContext,
-    /// When the caller stops waiting, if it said.
-    pub deadline: Option<SystemTime>,
+    /// When the caller stops waiting, on this host's monotonic clock, if it said.
+    pub deadline: Option<Instant>,
+    cancel: CancellationToken,
 }
 
 /// A bad header value, named.
@@ -53,19 +66,20 @@ impl Meta {
             request_id: nuid::next().to_string(),
             trace: TraceContext::new_root(),
             deadline: None,
+            cancel: CancellationToken::new(),
         }
     }
 
     /// The same request with a deadline `timeout` from now (or the caller's, if sooner).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        let candidate = SystemTime::now() + timeout;
+        let candidate = Instant::now() + timeout;
         self.deadline = Some(self.deadline.map_or(candidate, |d| d.min(candidate)));
         self
     }
 
     /// Reads the metadata of an incoming message. A malformed `traceparent` starts a new trace
-    /// (as W3C asks); a malformed deadline is an error, since guessing it could run work the
-    /// caller no longer waits for or refuse work it does.
+    /// (as W3C asks); a malformed time budget or deadline is an error, since guessing it could
+    /// run work the caller no longer waits for or refuse work it does.
     pub fn from_headers(headers: Option<&HeaderMap>) -> Result<Self, HeaderError> {
         let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
         let request_id = match get(header::REQUEST_ID) {
@@ -76,40 +90,78 @@ impl Meta {
             .and_then(TraceContext::parse)
             .map(|parent| parent.child())
             .unwrap_or_else(TraceContext::new_root);
-        let deadline = get(header::DEADLINE).map(parse_deadline).transpose()?;
+        let deadline = match (get(header::TIMEOUT_MS), get(header::DEADLINE)) {
+            (Some(budget), _) => Some(Instant::now() + parse_budget(budget)?),
+            (None, Some(absolute)) => Some(Instant::now() + until(parse_deadline(absolute)?)),
+            (None, None) => None,
+        };
         Ok(Self {
             request_id,
             trace,
             deadline,
+            cancel: CancellationToken::new(),
         })
     }
 
     /// Time left before the deadline; `Some(ZERO)` when it has passed, `None` without one.
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline.map(|d| {
-            d.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        })
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Headers for a call or event sent on behalf of this request.
+    /// Resolves when the bridge has given up on this request (its deadline or the endpoint's
+    /// time limit passed, or a drain ran out of grace) and answered it already. Work still
+    /// running for it should stop: [`crate::Request::serve`] drops it at that moment.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Whether the bridge has given up on this request.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Gives up on the request: [`Meta::cancelled`] resolves for every clone.
+    pub(crate) fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Headers for a call or event sent on behalf of this request: the remaining budget as of
+    /// now, and the absolute deadline it makes on this host's clock.
     pub fn outgoing_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::REQUEST_ID, self.request_id.as_str());
         headers.insert(header::TRACEPARENT, self.trace.to_header().as_str());
-        if let Some(deadline) = self.deadline {
-            headers.insert(header::DEADLINE, unix_millis(deadline).to_string().as_str());
+        if let Some(left) = self.remaining() {
+            headers.insert(header::TIMEOUT_MS, left.as_millis().to_string().as_str());
+            let absolute = unix_millis(SystemTime::now() + left);
+            headers.insert(header::DEADLINE, absolute.to_string().as_str());
         }
         headers
     }
 }
 
+fn parse_budget(value: &str) -> Result<Duration, HeaderError> {
+    value
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| HeaderError {
+            name: header::TIMEOUT_MS,
+            problem: format!("{} is not a whole number of milliseconds", quote(value)),
+        })
+}
+
 fn parse_deadline(value: &str) -> Result<SystemTime, HeaderError> {
     let millis: u64 = value.parse().map_err(|_| HeaderError {
         name: header::DEADLINE,
-        problem: format!("{value:?} is not milliseconds since the Unix epoch"),
+        problem: format!("{} is not milliseconds since the Unix epoch", quote(value)),
     })?;
     Ok(UNIX_EPOCH + Duration::from_millis(millis))
+}
+
+/// Time from now until `time` on the wall clock; zero when it has passed.
+fn until(time: SystemTime) -> Duration {
+    time.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
 /// Milliseconds since the Unix epoch, as `Courier-Deadline` carries them.
@@ -264,6 +316,63 @@ mod tests {
     fn a_malformed_deadline_is_an_error() {
         let err = Meta::from_headers(Some(&headers(&[(header::DEADLINE, "soon")]))).unwrap_err();
         assert_eq!(err.name, header::DEADLINE);
+    }
+
+    #[test]
+    fn the_budget_wins_over_an_absolute_deadline_from_a_skewed_clock() {
+        // A caller whose clock is 10 s behind ours sends a deadline already in our past, and
+        // a budget of 2 s: the budget is what it means.
+        let behind = unix_millis(SystemTime::now() - Duration::from_secs(10)).to_string();
+        let meta = Meta::from_headers(Some(&headers(&[
+            (header::DEADLINE, &behind),
+            (header::TIMEOUT_MS, "2000"),
+        ])))
+        .unwrap();
+        let left = meta.remaining().unwrap();
+        assert!(
+            left > Duration::from_millis(1900) && left <= Duration::from_secs(2),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn outgoing_headers_carry_the_remaining_budget_and_the_absolute_deadline() {
+        let meta = Meta::root().with_timeout(Duration::from_millis(1500));
+        let out = meta.outgoing_headers();
+        let budget: u64 = out
+            .get(header::TIMEOUT_MS)
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        assert!((1400..=1500).contains(&budget), "{budget}");
+        let absolute: u128 = out.get(header::DEADLINE).unwrap().as_str().parse().unwrap();
+        let expected = unix_millis(SystemTime::now() + Duration::from_millis(1500));
+        assert!(
+            absolute.abs_diff(expected) < 200,
+            "{absolute} vs {expected}"
+        );
+        assert!(Meta::root()
+            .outgoing_headers()
+            .get(header::TIMEOUT_MS)
+            .is_none());
+    }
+
+    #[test]
+    fn a_malformed_budget_is_an_error_that_quotes_it_short() {
+        let long = "9".repeat(100_000);
+        let err = Meta::from_headers(Some(&headers(&[(header::TIMEOUT_MS, &long)]))).unwrap_err();
+        assert_eq!(err.name, header::TIMEOUT_MS);
+        assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn clones_share_one_cancellation() {
+        let meta = Meta::root();
+        let clone = meta.clone();
+        assert!(!clone.is_cancelled());
+        meta.cancel();
+        assert!(clone.is_cancelled());
     }
 
     #[test]

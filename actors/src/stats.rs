@@ -41,6 +41,10 @@ pub(crate) struct Metrics {
     pub(crate) events: IntCounterVec,
 }
 
+/// The longest `last_error` kept per endpoint: every endpoint's is in each `$SRV.STATS` reply,
+/// which must stay far below the server's max payload.
+const LAST_ERROR_BYTES: usize = 256;
+
 /// Handler-time buckets, 100 µs to 10 s.
 const BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -154,7 +158,11 @@ impl EndpointStats {
 
     pub(crate) fn failed(&self, code: u16, message: &str) {
         self.errors.inc();
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = format!("{code} {message}");
+        let last = format!(
+            "{code} {}",
+            crate::error::truncate(message, LAST_ERROR_BYTES)
+        );
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = last;
     }
 
     pub(crate) fn rejected(&self) {

@@ -1,19 +1,23 @@
 //! The bridge: the only code that reads NATS messages and writes replies. Everything it calls
 //! (codec, meta, handlers, stats) is plain Rust.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use async_nats::client::PublishErrorKind;
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
+use futures::future::{BoxFuture, CatchUnwind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use super::endpoint::{EventOutcome, Subscription};
+use super::endpoint::{EventOutcome, HandleEvent, Subscription};
 use super::{EndpointRuntime, Shared};
+use crate::error::truncate;
 use crate::meta::{header, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
@@ -108,13 +112,21 @@ async fn accept<'a>(
             let (codec, request_id) = (reply_codec(&msg), request_id(&msg));
             let mut headers = error_headers(codec, &request_id, &error);
             headers.insert(header::RETRY_AFTER_MS, RETRY_AFTER_MS);
-            publish(nats, reply, headers, encode_error(codec, &error)).await;
+            let reply = Reply {
+                subject: reply,
+                codec,
+                request_id,
+            };
+            reply.send(nats, headers, encode_error(codec, &error)).await;
             None
         }
     }
 }
 
-/// Handles one admitted request; `_slot` frees its in-flight place when this ends, however.
+/// Handles one admitted request. The caller is answered as soon as there is an answer (a 504
+/// the moment time runs out); `_slot` keeps the in-flight place taken until the work behind
+/// the answer has ended too, so the limit bounds work, not waiting callers. If this future is
+/// dropped (a drain past its grace), the request is cancelled.
 async fn handle(
     ep: &EndpointRuntime,
     nats: &async_nats::Client,
@@ -132,10 +144,8 @@ async fn handle(
         Ok(meta) => meta.request_id.clone(),
         Err(_) => request_id(&msg),
     };
-    let result = AssertUnwindSafe(run(ep, &msg, requested, meta))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(ServiceError::internal("the request crashed its handler")));
+    let cancel_on_drop = meta.as_ref().ok().map(CancelOnDrop::new);
+    let (result, unfinished) = run(ep, &msg, requested, meta).await;
     ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
         Ok(payload) => {
@@ -145,48 +155,108 @@ async fn handle(
             (headers, payload)
         }
         Err(error) => {
+            let error = error.bounded();
             ep.stats.failed(error.code, &error.message);
-            // A 500 is our bug and worth an error line; 503 and 504 are load and deadlines,
-            // counted in the metrics and visible in $SRV.STATS.
-            if error.code == 500 {
-                tracing::error!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request failed.");
-            } else {
-                tracing::debug!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request refused.");
-            }
+            log_failure(ep, &request_id, &error);
             (
                 error_headers(codec, &request_id, &error),
                 encode_error(codec, &error),
             )
         }
     };
-    publish(nats, reply, headers, payload).await;
+    let reply = Reply {
+        subject: reply,
+        codec,
+        request_id,
+    };
+    reply.send(nats, headers, payload).await;
+    if let Some(work) = unfinished {
+        // Cancelled already: cooperative work ends at once, other work when it will.
+        let _ = work.await;
+    }
+    if let Some(guard) = cancel_on_drop {
+        guard.disarm();
+    }
 }
 
-/// Codec, headers, deadline, handler: the reply payload or the error to send.
+/// A 500 is our bug and worth an error line; 503 and 504 are load and deadlines, 4xx the
+/// caller's: counted in the metrics and visible in `$SRV.STATS`.
+fn log_failure(ep: &EndpointRuntime, request_id: &str, error: &ServiceError) {
+    if error.code == 500 {
+        tracing::error!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request failed.");
+    } else {
+        tracing::debug!(endpoint = %ep.name, %request_id, code = error.code, message = %error.message, "Request refused.");
+    }
+}
+
+/// The handler's work, still running after the caller was answered (it was cancelled).
+type Unfinished = CatchUnwind<AssertUnwindSafe<BoxFuture<'static, Result<Bytes, ServiceError>>>>;
+
+/// Codec, headers, time limit, handler: the reply payload or the error to send, and the work
+/// that is still running when time ran out.
 async fn run(
     ep: &EndpointRuntime,
     msg: &Message,
     codec: Result<Codec, String>,
     meta: Result<Meta, HeaderError>,
-) -> Result<Bytes, ServiceError> {
-    let codec = codec.map_err(ServiceError::bad_request)?;
-    let meta = meta.map_err(|e| ServiceError::bad_request(e.to_string()))?;
-    let remaining = meta.remaining();
-    if remaining.is_some_and(|r| r.is_zero()) {
-        return Err(ServiceError::timeout(
-            "the request's deadline passed before it was handled",
-        ));
+) -> (Result<Bytes, ServiceError>, Option<Unfinished>) {
+    let codec = match codec {
+        Ok(codec) => codec,
+        Err(problem) => return (Err(ServiceError::bad_request(problem)), None),
+    };
+    let meta = match meta {
+        Ok(meta) => meta,
+        Err(e) => return (Err(ServiceError::bad_request(e.to_string())), None),
+    };
+    let (limit, expired) = match meta.remaining() {
+        Some(left) if left.is_zero() => {
+            let error = "the request's deadline passed before it was handled";
+            return (Err(ServiceError::timeout(error)), None);
+        }
+        Some(left) if left < ep.timeout => (
+            left,
+            "the request's deadline passed while it was handled".to_owned(),
+        ),
+        _ => (
+            ep.timeout,
+            format!("{} took longer than its limit of {:?}", ep.name, ep.timeout),
+        ),
+    };
+    let cancel = meta.clone();
+    let mut work =
+        AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
+    match tokio::time::timeout(limit, &mut work).await {
+        Ok(done) => (done.unwrap_or_else(|_| Err(crashed())), None),
+        Err(_) => {
+            cancel.cancel();
+            (Err(ServiceError::timeout(expired)), Some(work))
+        }
     }
-    let handled = ep.handler.handle(codec, msg.payload.clone(), meta);
-    match remaining {
-        Some(left) => tokio::time::timeout(left, handled)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ServiceError::timeout(
-                    "the request's deadline passed while it was handled",
-                ))
-            }),
-        None => handled.await,
+}
+
+fn crashed() -> ServiceError {
+    ServiceError::internal("the request crashed its handler")
+}
+
+/// Cancels a request whose handling future is dropped before it finished (a drain that ran
+/// out of grace aborts the endpoint loop), so cooperative work stops with it.
+struct CancelOnDrop(Option<Meta>);
+
+impl CancelOnDrop {
+    fn new(meta: &Meta) -> Self {
+        Self(Some(meta.clone()))
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(meta) = &self.0 {
+            meta.cancel();
+        }
     }
 }
 
@@ -211,13 +281,15 @@ fn request_id(msg: &Message) -> String {
         .unwrap_or_else(|| nuid::next().to_string())
 }
 
+/// The longest `Nats-Service-Error` header value: a one-line summary; the body has the rest.
+const ERROR_HEADER_BYTES: usize = 256;
+
 fn error_headers(codec: Codec, request_id: &str, error: &ServiceError) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, codec.content_type());
     headers.insert(header::REQUEST_ID, request_id);
     // Header values are one line; the body keeps the message as it was.
-    let one_line: String = error
-        .message
+    let one_line: String = truncate(&error.message, ERROR_HEADER_BYTES)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -231,63 +303,135 @@ fn encode_error(codec: Codec, error: &ServiceError) -> Bytes {
     codec.encode(error).expect("a ServiceError always encodes")
 }
 
+/// Where and how a request is answered.
+struct Reply {
+    subject: Subject,
+    codec: Codec,
+    request_id: String,
+}
+
+impl Reply {
+    /// Publishes the reply. One the server would refuse as too large is replaced by a small
+    /// 500, so the caller always hears back instead of waiting for its time-out.
+    async fn send(self, nats: &async_nats::Client, headers: HeaderMap, payload: Bytes) {
+        let size = payload.len();
+        let Err(error) = nats
+            .publish_with_headers(self.subject.clone(), headers, payload)
+            .await
+        else {
+            return;
+        };
+        if error.kind() != PublishErrorKind::MaxPayloadExceeded {
+            tracing::warn!(%error, "Reply could not be sent.");
+            return;
+        }
+        let limit = nats.server_info().max_payload;
+        tracing::error!(size, limit, request_id = %self.request_id, "Reply too large for the server; sending a 500 instead.");
+        let error = ServiceError::internal(format!(
+            "the reply was too large to send ({size} bytes; the server takes {limit})"
+        ));
+        let headers = error_headers(self.codec, &self.request_id, &error);
+        publish(
+            nats,
+            self.subject,
+            headers,
+            encode_error(self.codec, &error),
+        )
+        .await;
+    }
+}
+
 async fn publish(nats: &async_nats::Client, reply: Subject, headers: HeaderMap, payload: Bytes) {
     if let Err(error) = nats.publish_with_headers(reply, headers, payload).await {
         tracing::warn!(%error, "Reply could not be sent.");
     }
 }
 
-/// Delivers events to their actor, at most `limit` at a time; on stop, drains the
-/// subscription and waits for the events being handled.
+/// How a subscription's events are taken in.
+pub(super) struct EventLimits {
+    /// Events handled at once.
+    pub(super) concurrency: usize,
+    /// Events received and waiting for a handler; past it, new ones are dropped.
+    pub(super) buffer: usize,
+    /// How long one event may be handled before it is cancelled.
+    pub(super) timeout: Duration,
+}
+
+/// Delivers events to their actor, at most `limits.concurrency` at a time, keeping at most
+/// `limits.buffer` waiting: the subscription is always read, so the client's own (large)
+/// channel never fills, and what does not fit here is dropped, counted and logged. On stop,
+/// drains the subscription and finishes the events it holds.
 pub(super) async fn serve_events(
     subscription: Subscription,
-    mut sub: Subscriber,
-    limit: usize,
+    sub: Subscriber,
+    limits: EventLimits,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limit));
-    let subject = subscription.subject;
-    let mut draining = false;
+    let mut sub = sub;
+    let subject = subscription.subject.as_str();
+    let count = |outcome: EventOutcome| {
+        metrics
+            .events
+            .with_label_values(&[subject, outcome.label()])
+            .inc()
+    };
+    let mut waiting = VecDeque::new();
+    let mut running = FuturesUnordered::new();
+    let (mut draining, mut ended, mut dropped) = (false, false, 0u64);
     loop {
-        let msg = tokio::select! {
-            msg = sub.next() => match msg {
-                Some(msg) => msg,
-                None => break,
+        while running.len() < limits.concurrency {
+            let Some(msg) = waiting.pop_front() else {
+                break;
+            };
+            running.push(handle_event(&*subscription.handler, msg, limits.timeout));
+        }
+        tokio::select! {
+            msg = sub.next(), if !ended => match msg {
+                Some(_) if waiting.len() >= limits.buffer => {
+                    count(EventOutcome::Dropped);
+                    if dropped == 0 {
+                        tracing::warn!(%subject, buffer = limits.buffer, "Events arrive faster than they are handled; dropping.");
+                    }
+                    dropped += 1;
+                }
+                Some(msg) => {
+                    if dropped > 0 {
+                        tracing::warn!(%subject, dropped, "Event buffer has room again.");
+                        dropped = 0;
+                    }
+                    waiting.push_back(msg);
+                }
+                None => ended = true,
             },
+            Some(outcome) = running.next(), if !running.is_empty() => count(outcome),
             _ = stop.changed(), if !draining => {
                 draining = true;
-                if sub.drain().await.is_err() {
-                    break;
+                if let Err(error) = sub.drain().await {
+                    tracing::warn!(%error, %subject, "Could not drain the subscription.");
+                    ended = true;
                 }
-                continue;
             }
-        };
-        // Invariant: the semaphore is never closed.
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore is open");
-        let meta = Meta::from_headers(msg.headers.as_ref()).unwrap_or_else(|_| Meta::root());
-        let done = subscription
-            .handler
-            .handle(reply_codec(&msg), msg.payload, meta);
-        let counter = metrics.events.clone();
-        let subject = subject.clone();
-        tokio::spawn(async move {
-            let outcome = AssertUnwindSafe(done)
-                .catch_unwind()
-                .await
-                .unwrap_or(EventOutcome::Crashed);
-            counter
-                .with_label_values(&[subject.as_str(), outcome.label()])
-                .inc();
-            drop(permit);
-        });
+            else => break,
+        }
     }
-    // Wait for the events being handled: all permits back.
-    let _ = permits.acquire_many(limit as u32).await;
+}
+
+/// Handles one event under its time limit; when time runs out the work is cancelled, and the
+/// returned future still waits for it to end, so `concurrency` bounds work, not waiting.
+async fn handle_event(handler: &dyn HandleEvent, msg: Message, limit: Duration) -> EventOutcome {
+    let meta = Meta::from_headers(msg.headers.as_ref()).unwrap_or_else(|_| Meta::root());
+    let cancel = meta.clone();
+    let mut work =
+        AssertUnwindSafe(handler.handle(reply_codec(&msg), msg.payload, meta)).catch_unwind();
+    match tokio::time::timeout(limit, &mut work).await {
+        Ok(outcome) => outcome.unwrap_or(EventOutcome::Crashed),
+        Err(_) => {
+            cancel.cancel();
+            let _ = work.await;
+            EventOutcome::TimedOut
+        }
+    }
 }
 
 /// The nine `$SRV` subscriptions: three verbs, three subject forms each.

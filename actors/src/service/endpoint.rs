@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::MailboxError;
 use bytes::Bytes;
@@ -42,6 +43,7 @@ pub struct Endpoint {
     pub(crate) queue_group: QueueGroup,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) max_in_flight: Option<usize>,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) handler: Arc<dyn Handle>,
 }
 
@@ -58,6 +60,7 @@ impl Endpoint {
             queue_group: QueueGroup::Default,
             metadata: BTreeMap::new(),
             max_in_flight: None,
+            timeout: None,
             handler: Arc::new(Typed {
                 target,
                 request: PhantomData::<fn() -> M>,
@@ -80,6 +83,14 @@ impl Endpoint {
     /// Overrides the service's in-flight limit for this endpoint.
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.max_in_flight = Some(limit);
+        self
+    }
+
+    /// Overrides the service's handler time limit (`service.handler_timeout`) for this
+    /// endpoint: a request still running after it is answered 504 and cancelled. A caller's
+    /// sooner deadline still wins.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
 
@@ -152,6 +163,8 @@ fn crashed(e: MailboxError) -> ServiceError {
 pub struct Subscription {
     pub(crate) subject: String,
     pub(crate) queue_group: QueueGroup,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) buffer: Option<usize>,
     pub(crate) handler: Arc<dyn HandleEvent>,
 }
 
@@ -164,6 +177,8 @@ impl Subscription {
         Self {
             subject: subject.into(),
             queue_group: QueueGroup::None,
+            timeout: None,
+            buffer: None,
             handler: Arc::new(TypedEvent {
                 target,
                 event: PhantomData::<fn() -> E>,
@@ -176,6 +191,18 @@ impl Subscription {
         self.queue_group = QueueGroup::Named(group.into());
         self
     }
+
+    /// Overrides the service's handler time limit for this subscription's events.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Overrides how many received events may wait for a handler (`service.event_buffer`).
+    pub fn buffer(mut self, events: usize) -> Self {
+        self.buffer = Some(events);
+        self
+    }
 }
 
 /// How handling an event ended, for the `courier_events_total` outcome label.
@@ -184,6 +211,10 @@ pub(crate) enum EventOutcome {
     Ok,
     DecodeError,
     Crashed,
+    /// Cancelled at the subscription's time limit.
+    TimedOut,
+    /// Not handled: the subscription's buffer was full.
+    Dropped,
 }
 
 impl EventOutcome {
@@ -192,6 +223,8 @@ impl EventOutcome {
             Self::Ok => "ok",
             Self::DecodeError => "decode_error",
             Self::Crashed => "crashed",
+            Self::TimedOut => "timed_out",
+            Self::Dropped => "dropped",
         }
     }
 }

@@ -20,6 +20,30 @@ use crate::micro;
 use crate::stats::{EndpointStats, Metrics};
 use crate::Error;
 
+/// The NATS connections an instance uses. `intake` receives its requests and events; `main`
+/// sends the replies, answers `$SRV`, and carries the calls and events its handlers send.
+///
+/// Apart, they limit what one bad client can do: async-nats drops (and re-opens) a connection
+/// on a header block it cannot parse, and such a message can only arrive on the intake, so
+/// `$SRV`, replies to requests already taken in, outgoing calls and events carry on. One
+/// client for both (`From<async_nats::Client>`) is fine where that does not matter, in tests.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    /// Replies, `$SRV`, outgoing calls and events.
+    pub main: async_nats::Client,
+    /// Endpoint and event subscriptions.
+    pub intake: async_nats::Client,
+}
+
+impl From<async_nats::Client> for Connections {
+    fn from(client: async_nats::Client) -> Self {
+        Self {
+            main: client.clone(),
+            intake: client,
+        }
+    }
+}
+
 /// A service definition: name, version, description, metadata, endpoints and subscriptions.
 pub struct Service {
     name: String,
@@ -57,13 +81,15 @@ impl Service {
     }
 
     /// Subscribes every endpoint, subscription and `$SRV` subject, then serves them.
-    /// Returns once all subscriptions are registered with the server.
+    /// Returns once all subscriptions are registered with the server. `nats` is one client
+    /// for everything, or [`Connections`] with an intake of its own.
     pub async fn start(
         self,
-        nats: async_nats::Client,
+        nats: impl Into<Connections>,
         settings: &courier_config::ServiceSettings,
         registry: &Registry,
     ) -> Result<Running, Error> {
+        let Connections { main: nats, intake } = nats.into();
         let metrics = Metrics::register(registry, &self.name)
             .map_err(|e| Error::Definition(format!("metrics for service {}: {e}", self.name)))?;
         let (shared, subscriptions) = self.into_shared(settings, &metrics);
@@ -72,9 +98,9 @@ impl Service {
         let (stop, stopped) = watch::channel(false);
         let mut loops = Vec::new();
         for ep in &shared.endpoints {
-            let queued = bridge::subscribe(&nats, &ep.subject, ep.queue_group.as_deref()).await?;
+            let queued = bridge::subscribe(&intake, &ep.subject, ep.queue_group.as_deref()).await?;
             let own_subject = instance_subject(&shared.id, &ep.subject);
-            let own = bridge::subscribe(&nats, &own_subject, None).await?;
+            let own = bridge::subscribe(&intake, &own_subject, None).await?;
             let serve = bridge::serve_endpoint(
                 ep.clone(),
                 vec![queued, own],
@@ -86,14 +112,13 @@ impl Service {
         }
         for s in subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);
-            let sub = bridge::subscribe(&nats, &s.subject, group.as_deref()).await?;
-            let serve = bridge::serve_events(
-                s,
-                sub,
-                settings.max_in_flight,
-                metrics.clone(),
-                stopped.clone(),
-            );
+            let sub = bridge::subscribe(&intake, &s.subject, group.as_deref()).await?;
+            let limits = bridge::EventLimits {
+                concurrency: settings.max_in_flight,
+                buffer: s.buffer.unwrap_or(settings.event_buffer),
+                timeout: s.timeout.unwrap_or(settings.handler_timeout),
+            };
+            let serve = bridge::serve_events(s, sub, limits, metrics.clone(), stopped.clone());
             loops.push(tokio::spawn(serve));
         }
         let srv = bridge::subscribe_srv(&nats, &shared).await?;
@@ -103,6 +128,7 @@ impl Service {
             nats.clone(),
             metrics,
         ));
+        intake.flush().await.map_err(Error::Flush)?;
         nats.flush().await.map_err(Error::Flush)?;
         tracing::info!(service = %shared.name, id = %shared.id, version = %shared.version, "Service started.");
         Ok(Running {
@@ -128,6 +154,7 @@ impl Service {
                 Arc::new(EndpointRuntime {
                     stats: metrics.endpoint(&ep.name, limit),
                     queue_group: ep.queue_group.resolve(&settings.queue_group),
+                    timeout: ep.timeout.unwrap_or(settings.handler_timeout),
                     name: ep.name,
                     subject: ep.subject,
                     metadata: ep.metadata,
@@ -213,6 +240,9 @@ impl ServiceBuilder {
             if !subjects.insert(ep.subject.as_str()) {
                 return bad(format!("endpoint subject {:?} is bound twice", ep.subject));
             }
+            if ep.timeout == Some(std::time::Duration::ZERO) {
+                return bad(format!("endpoint {:?} has a time limit of 0", ep.name));
+            }
             if ep.max_in_flight == Some(0) {
                 return bad(format!(
                     "endpoint {:?} has an in-flight limit of 0",
@@ -221,6 +251,12 @@ impl ServiceBuilder {
             }
         }
         for sub in &s.subscriptions {
+            if sub.buffer == Some(0) || sub.timeout == Some(std::time::Duration::ZERO) {
+                return bad(format!(
+                    "subscription {:?} has a buffer or time limit of 0",
+                    sub.subject
+                ));
+            }
             if !valid_subject(&sub.subject, true) {
                 return bad(format!(
                     "subscription subject {:?} is not a NATS subject",
@@ -268,6 +304,8 @@ pub(crate) struct EndpointRuntime {
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) handler: Arc<dyn endpoint::Handle>,
     pub(crate) stats: EndpointStats,
+    /// How long a request may be handled when its caller's deadline is later or absent.
+    pub(crate) timeout: std::time::Duration,
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use tokio::task::JoinHandle;
 
 use super::EndpointRuntime;
 use crate::micro::{self, EndpointData, Identity, InfoResponse, PingResponse, StatsResponse};
-use crate::Error;
 
 /// What the `$SRV` replies are made of.
 pub(crate) struct Shared {
@@ -115,6 +114,26 @@ pub struct Running {
     pub(super) srv_loop: JoinHandle<()>,
 }
 
+/// How long the last flush of replies may take. With the server away, async-nats would wait
+/// for a reconnect forever; a shutdown must end.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Flushes the replies written so far; `false` (logged) when they may not have reached the
+/// server.
+async fn flush(nats: &async_nats::Client) -> bool {
+    match tokio::time::timeout(FLUSH_TIMEOUT, nats.flush()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Replies could not be flushed to NATS.");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?FLUSH_TIMEOUT, state = %nats.connection_state(), "Replies could not be flushed to NATS in time.");
+            false
+        }
+    }
+}
+
 /// Reads a running instance's load; cheap to clone, valid after the instance stops.
 #[derive(Clone)]
 pub struct Monitor(Arc<Shared>);
@@ -187,7 +206,9 @@ impl Running {
     /// Drains: stops taking new requests (unsubscribes, keeping what the server already sent),
     /// lets the requests in flight finish within `grace`, then stops answering `$SRV` and
     /// flushes the replies to the server. Requests past `grace` are counted, not waited for.
-    pub async fn stop(self, grace: Duration) -> Result<DrainReport, Error> {
+    /// Every step is bounded: it ends within `grace` plus a short flush time-out, even with
+    /// the server away, and says in the report whether anything may have been lost.
+    pub async fn stop(self, grace: Duration) -> DrainReport {
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + grace;
         tracing::info!(service = %self.shared.name, in_flight = self.in_flight(), ?grace, "Draining.");
@@ -209,21 +230,21 @@ impl Running {
         let abandoned = if finished { 0 } else { self.shared.in_flight() };
         if !finished {
             // Past the grace period nothing more is answered: stop the loops (and the
-            // requests and events they still run) before the final flush.
+            // requests and events they still run, which are cancelled) before the flush.
             loops.iter().for_each(JoinHandle::abort);
         }
         self.srv_loop.abort();
-        self.nats.flush().await.map_err(Error::Flush)?;
+        let flushed = flush(&self.nats).await;
         let report = DrainReport {
-            complete: finished,
+            complete: finished && flushed,
             abandoned,
             took: started.elapsed(),
         };
         if !finished {
             tracing::warn!(service = %self.shared.name, abandoned, "Grace period over with requests in flight.");
-        } else {
+        } else if flushed {
             tracing::info!(service = %self.shared.name, took = ?report.took, "Drained.");
         }
-        Ok(report)
+        report
     }
 }

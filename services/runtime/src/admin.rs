@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use courier_actors::Monitor;
+use courier_actors::{Connections, Monitor};
 use serde_json::json;
 
 use crate::heartbeat::{Heartbeat, Ping};
@@ -19,19 +19,21 @@ use crate::heartbeat::{Heartbeat, Ping};
 /// How long `/health` waits for the actor system to answer.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What readiness is made of. Cloned into every admin worker.
+/// What readiness is made of: connected, subscribed (the listener starts after the
+/// subscriptions are), not draining. Load is not in it: an endpoint at its in-flight limit
+/// answers fast 503s and callers pick less loaded instances, while an instance that turned
+/// unready under load would leave the registry, and under uniform overload every instance
+/// would leave at once. Cloned into every admin worker.
 #[derive(Clone)]
 pub struct Readiness {
-    nats: async_nats::Client,
-    monitor: Monitor,
+    connections: Connections,
     draining: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub(crate) fn new(nats: async_nats::Client, monitor: Monitor) -> Self {
+    pub(crate) fn new(connections: Connections) -> Self {
         Self {
-            nats,
-            monitor,
+            connections,
             draining: Arc::default(),
         }
     }
@@ -47,11 +49,15 @@ impl Readiness {
         if self.draining.load(Ordering::Acquire) {
             reasons.push("draining: shutting down".to_owned());
         }
-        if self.nats.connection_state() != async_nats::connection::State::Connected {
-            reasons.push(format!("NATS is {}", self.nats.connection_state()));
-        }
-        for endpoint in self.monitor.saturated() {
-            reasons.push(format!("endpoint {endpoint} is at its in-flight limit"));
+        let connections = [
+            ("main", &self.connections.main),
+            ("intake", &self.connections.intake),
+        ];
+        for (name, nats) in connections {
+            let state = nats.connection_state();
+            if state != async_nats::connection::State::Connected {
+                reasons.push(format!("NATS ({name} connection) is {state}"));
+            }
         }
         reasons
     }
@@ -60,6 +66,7 @@ impl Readiness {
 #[derive(Clone)]
 struct State {
     readiness: Readiness,
+    monitor: Monitor,
     registry: prometheus::Registry,
     heartbeat: Addr<Heartbeat>,
 }
@@ -76,11 +83,13 @@ impl Admin {
     pub(crate) fn start(
         bind: &str,
         readiness: Readiness,
+        monitor: Monitor,
         registry: prometheus::Registry,
         heartbeat: Addr<Heartbeat>,
     ) -> std::io::Result<Self> {
         let state = State {
             readiness,
+            monitor,
             registry,
             heartbeat,
         };
@@ -126,12 +135,16 @@ async fn health(state: web::Data<State>) -> HttpResponse {
 }
 
 /// Readiness: NATS connected, endpoints subscribed (the listener starts after they are), not
-/// draining, no endpoint at its in-flight limit.
+/// draining. Load is reported, not judged.
 async fn ready(state: web::Data<State>) -> HttpResponse {
     let reasons = state.readiness.reasons();
     if reasons.is_empty() {
-        HttpResponse::Ok()
-            .json(json!({ "status": "ready", "in_flight": state.readiness.monitor.in_flight() }))
+        let monitor = &state.monitor;
+        HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "in_flight": monitor.in_flight(),
+            "saturated": monitor.saturated(),
+        }))
     } else {
         HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "not ready", "reasons": reasons }))

@@ -2,26 +2,29 @@
 //! domain and nothing else.
 //!
 //! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins).
-//! - [`connect_nats`] — one NATS connection, named, with connection events logged.
-//! - [`shutdown_signal`] — resolves on SIGTERM or SIGINT.
+//! - [`nats::connect`] — the instance's two NATS connections (main and intake), named, their
+//!   events logged and counted.
+//! - [`shutdown_signal`] — resolves on SIGTERM or SIGINT; a second one exits at once.
 //! - [`serve`] — starts a service, its admin listener ([`admin`]: `/health`, `/health/ready`,
 //!   `/metrics`) and its Consul registration ([`heartbeat`]), waits for the shutdown future,
-//!   then leaves in order: deregister, drain, stop. Tests call it with a future of their own.
+//!   then leaves in order: deregister, drain, stop, each step bounded by one deadline. Tests
+//!   call it with a future of their own.
 //!
 //! Must not depend on any service crate. Binaries call these; libraries receive built values.
 
 pub mod admin;
 pub mod heartbeat;
+pub mod nats;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix::{Addr, AsyncContext};
-use courier_actors::{DrainReport, Running, Service};
-use courier_config::{AdminSettings, ConsulSettings, NatsSettings, ServiceSettings};
+use courier_actors::{Connections, DrainReport, Running, Service};
+use courier_config::{AdminSettings, ConsulSettings, ServiceSettings};
 use courier_discovery::{Check, Consul, Registration};
 
 use crate::admin::{Admin, Readiness};
@@ -29,6 +32,13 @@ use crate::heartbeat::{Heartbeat, Leave};
 
 /// How long deregistering may take on the way out before the drain starts anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the steps of a shutdown other than the drain itself may take together: deregistering,
+/// the final flush, stopping the admin listener and closing the connections.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(8);
+
+/// Exit code of a process stopped by a second signal while it was shutting down.
+pub const EXIT_FORCED: i32 = 130;
 
 /// What can stop a service from running.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +67,9 @@ pub enum RuntimeError {
     /// The service failed to start or to drain.
     #[error(transparent)]
     Service(#[from] courier_actors::Error),
+    /// A metric could not be registered (a name registered twice in one registry).
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[source] prometheus::Error),
 }
 
 /// The settings `serve` needs, borrowed from a service's own settings struct.
@@ -78,41 +91,31 @@ pub struct Started<'a> {
     pub admin: SocketAddr,
 }
 
-/// Connects to NATS as `client_name` (shown by `nats server report connections`).
-pub async fn connect_nats(
-    settings: &NatsSettings,
-    client_name: &str,
-) -> Result<async_nats::Client, RuntimeError> {
-    let url = settings.url.clone();
-    async_nats::ConnectOptions::new()
-        .name(client_name)
-        .connection_timeout(settings.connect_timeout)
-        .request_timeout(Some(settings.request_timeout))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("NATS connected."),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("NATS disconnected; reconnecting.")
-                }
-                other => tracing::info!(event = %other, "NATS event."),
-            }
-        })
-        .connect(url.as_str())
-        .await
-        .map_err(|source| RuntimeError::Connect { url, source })
-}
-
-/// Resolves when the process is asked to stop (SIGTERM or SIGINT), naming the signal.
+/// Resolves when the process is asked to stop (SIGTERM or SIGINT), naming the signal. From
+/// then on a second SIGTERM or SIGINT exits the process at once with [`EXIT_FORCED`]: an
+/// operator who asks twice gets no more waiting.
 pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     // Invariant: installing a handler only fails outside a Tokio runtime, and binaries call
     // this from inside one.
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
+    let first = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    }
+    };
+    tokio::spawn(async move {
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::warn!(
+            signal = second,
+            "Second signal while stopping: exiting now."
+        );
+        std::process::exit(EXIT_FORCED);
+    });
+    first
 }
 
 /// Starts `service` with its admin listener and Consul registration, runs until `shutdown`
@@ -120,17 +123,18 @@ pub async fn shutdown_signal() -> &'static str {
 /// drain within `service.drain_grace`, stop the admin listener, close the connection.
 pub async fn serve(
     service: Service,
-    nats: async_nats::Client,
+    nats: impl Into<Connections>,
     settings: RuntimeSettings<'_>,
     registry: &prometheus::Registry,
     on_start: impl FnOnce(&Started<'_>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<DrainReport, RuntimeError> {
     let consul = Consul::new(settings.consul)?;
+    let connections: Connections = nats.into();
     let running = service
-        .start(nats.clone(), settings.service, registry)
+        .start(connections.clone(), settings.service, registry)
         .await?;
-    let readiness = Readiness::new(nats.clone(), running.monitor());
+    let readiness = Readiness::new(connections.clone());
     // The heartbeat needs the admin port for its HTTP check, and the listener needs the
     // heartbeat for liveness: bind first, then register.
     let heartbeat_ctx = actix::Context::<Heartbeat>::new();
@@ -138,6 +142,7 @@ pub async fn serve(
     let admin = Admin::start(
         &settings.admin.bind,
         readiness.clone(),
+        running.monitor(),
         registry.clone(),
         heartbeat.clone(),
     )
@@ -162,6 +167,11 @@ pub async fn serve(
     });
 
     shutdown.await;
+    // One deadline for the whole way out: even with NATS or Consul gone, the process ends.
+    let deadline = tokio::time::Instant::now()
+        + settings.service.drain_grace
+        + settings.consul.leave_delay
+        + SHUTDOWN_MARGIN;
     readiness.start_draining();
     if settings.consul.register {
         leave(&heartbeat).await;
@@ -169,11 +179,21 @@ pub async fn serve(
         // until then they may still pick it and send to its own subject.
         tokio::time::sleep(settings.consul.leave_delay).await;
     }
-    let report = running.stop(settings.service.drain_grace).await?;
-    admin.stop().await;
-    // Replies are flushed; close the connection so the server forgets us at once.
-    if let Err(error) = nats.drain().await {
-        tracing::debug!(%error, "NATS connection drain failed at exit.");
+    let report = running.stop(settings.service.drain_grace).await;
+    let closed = tokio::time::timeout_at(deadline, async {
+        admin.stop().await;
+        // Replies are flushed; close the connections so the server forgets us at once.
+        for nats in [&connections.intake, &connections.main] {
+            if let Err(error) = nats.drain().await {
+                tracing::debug!(%error, "NATS connection drain failed at exit.");
+            }
+        }
+    })
+    .await;
+    if closed.is_err() {
+        tracing::warn!(
+            "Closing the admin listener and NATS connections took too long; exiting anyway."
+        );
     }
     Ok(report)
 }
@@ -206,6 +226,7 @@ pub fn http_check_id(instance_id: &str) -> String {
 fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Registration {
     let info = running.info();
     let address = consul.advertise_address.clone();
+    let check_url = format!("http://{}/health/ready", host_port(&address, port));
     let subjects: Vec<&str> = info.endpoints.iter().map(|e| e.subject.as_str()).collect();
     let meta = BTreeMap::from([
         ("version".to_owned(), info.identity.version.clone()),
@@ -220,7 +241,7 @@ fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Regist
         Check::Http {
             id: http_check_id(&info.identity.id),
             name: "readiness (/health/ready)".to_owned(),
-            url: format!("http://{address}:{port}/health/ready"),
+            url: check_url,
             interval: consul.check_interval,
             timeout: consul.check_interval.min(Duration::from_secs(2)),
             // Not ready (draining, saturated) is no reason to be forgotten: only a dead process,
@@ -242,5 +263,26 @@ fn registration(running: &Running, port: u16, consul: &ConsulSettings) -> Regist
         tags: vec!["courier".to_owned(), format!("v{}", info.identity.version)],
         meta,
         checks,
+    }
+}
+
+/// `host:port` for a URL: an IPv6 address goes in brackets (`[::1]:9101`).
+fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn an_ipv6_address_is_bracketed_in_the_check_url() {
+        assert_eq!(host_port("::1", 9101), "[::1]:9101");
+        assert_eq!(host_port("fd00::2", 80), "[fd00::2]:80");
+        assert_eq!(host_port("127.0.0.1", 9101), "127.0.0.1:9101");
+        assert_eq!(host_port("users.local", 9101), "users.local:9101");
     }
 }

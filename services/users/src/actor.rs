@@ -1,7 +1,7 @@
 //! The users actor: one short handler per request type, each forwarding to [`Users`].
 
 use actix::prelude::*;
-use courier_actors::Request;
+use courier_actors::{Cancelled, Request};
 
 use crate::domain::{User, UsersError};
 use crate::endpoints::{
@@ -10,7 +10,9 @@ use crate::endpoints::{
 use crate::users::Users;
 
 /// Serves every users endpoint. Handlers return futures, so requests run concurrently; the
-/// actor holds no state of its own beyond its dependencies.
+/// actor holds no state of its own beyond its dependencies. Each future runs under
+/// `Request::serve`: when the bridge gives up on a request (deadline, time limit), the work is
+/// dropped where it stands and an open transaction rolls back.
 pub struct UsersActor(pub Users);
 
 impl Actor for UsersActor {
@@ -20,41 +22,53 @@ impl Actor for UsersActor {
 impl Handler<Request<CreateUser>> for UsersActor {
     type Result = ResponseFuture<Result<User, UsersError>>;
     fn handle(&mut self, req: Request<CreateUser>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().create(req.body, req.meta))
+        let users = self.0.clone();
+        req.serve(|body, meta| users.create(body, meta))
     }
 }
 
 impl Handler<Request<GetUser>> for UsersActor {
     type Result = ResponseFuture<Result<User, UsersError>>;
     fn handle(&mut self, req: Request<GetUser>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().get(req.body))
+        let users = self.0.clone();
+        req.serve(|body, _| users.get(body))
     }
 }
 
 impl Handler<Request<ListUsers>> for UsersActor {
     type Result = ResponseFuture<Result<UserPage, UsersError>>;
     fn handle(&mut self, req: Request<ListUsers>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().list(req.body))
+        let users = self.0.clone();
+        req.serve(|body, _| users.list(body))
     }
 }
 
 impl Handler<Request<UpdateUser>> for UsersActor {
     type Result = ResponseFuture<Result<User, UsersError>>;
     fn handle(&mut self, req: Request<UpdateUser>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().update(req.body, req.meta))
+        let users = self.0.clone();
+        req.serve(|body, meta| users.update(body, meta))
     }
 }
 
 impl Handler<Request<DeleteUser>> for UsersActor {
     type Result = ResponseFuture<Result<Deleted, UsersError>>;
     fn handle(&mut self, req: Request<DeleteUser>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().delete(req.body, req.meta))
+        let users = self.0.clone();
+        req.serve(|body, meta| users.delete(body, meta))
     }
 }
 
 impl Handler<Request<Authenticate>> for UsersActor {
     type Result = ResponseFuture<Result<User, UsersError>>;
     fn handle(&mut self, req: Request<Authenticate>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.0.clone().authenticate(req.body))
+        let users = self.0.clone();
+        req.serve(|body, _| users.authenticate(body))
+    }
+}
+
+impl From<Cancelled> for UsersError {
+    fn from(_: Cancelled) -> Self {
+        UsersError::DeadlinePassed
     }
 }

@@ -40,16 +40,16 @@ pub async fn run(
     let store = store::Store::connect(&settings.database)
         .await
         .context("opening the users database")?;
-    let nats = courier_runtime::connect_nats(&settings.nats, "courier-users").await?;
+    let registry = prometheus::Registry::new();
+    let nats = courier_runtime::nats::connect(&settings.nats, "courier-users", &registry).await?;
     let users = users::Users {
         store: store.clone(),
         hasher: hasher::HasherHandle::start(settings.users.hash_workers),
-        events: Client::new(nats.clone(), settings.nats.request_timeout),
+        events: Client::new(nats.main.clone(), settings.nats.request_timeout),
         max_page_size: settings.users.max_page_size,
     };
     let actor = Supervised::local(move || actor::UsersActor(users.clone()));
     let service = endpoints::service(actor).build()?;
-    let registry = prometheus::Registry::new();
     let runtime = RuntimeSettings {
         service: &settings.service,
         admin: &settings.admin,

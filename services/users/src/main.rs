@@ -25,11 +25,13 @@ fn main() -> ExitCode {
         tracing::info!(signal, "Stopping.");
     }));
     match result {
-        Ok(report) if report.abandoned == 0 => ExitCode::SUCCESS,
+        Ok(report) if report.complete => ExitCode::SUCCESS,
         Ok(report) => {
+            // Requests abandoned past the grace period, or replies that may not have reached
+            // the server: a supervisor should know this stop lost something.
             tracing::error!(
                 abandoned = report.abandoned,
-                "Stopped with requests unanswered."
+                "Stopped without a complete drain."
             );
             ExitCode::FAILURE
         }

@@ -1,0 +1,94 @@
+//! The instance's two NATS connections, with their events logged and counted.
+//!
+//! `main` carries replies, `$SRV`, calls and events out; `intake` receives requests and events
+//! (see [`courier_actors::Connections`] for why they are apart). Every connection event is
+//! counted in `courier_nats_events_total{connection, event}`, so a client that keeps knocking
+//! the intake off the bus (a message async-nats cannot parse drops the connection it arrives
+//! on) shows as a climbing `disconnected` count on `/metrics`.
+
+use async_nats::{Client, ConnectOptions, Event};
+use courier_actors::Connections;
+use courier_config::{redact_url, NatsSettings};
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use crate::RuntimeError;
+
+/// Metric name: NATS connection events by connection (`main`, `intake`) and event.
+pub const NATS_EVENTS: &str = "courier_nats_events_total";
+
+/// Connects `main` as `client_name` and `intake` as `<client_name>-intake` (the names `nats
+/// server report connections` shows), counting their events in `registry`.
+pub async fn connect(
+    settings: &NatsSettings,
+    client_name: &str,
+    registry: &Registry,
+) -> Result<Connections, RuntimeError> {
+    let events = IntCounterVec::new(
+        Opts::new(NATS_EVENTS, "NATS connection events."),
+        &["connection", "event"],
+    )
+    .and_then(|events| {
+        registry.register(Box::new(events.clone()))?;
+        Ok(events)
+    })
+    .map_err(RuntimeError::Metrics)?;
+    let main = connect_one(settings, client_name, "main", events.clone()).await?;
+    let intake = connect_one(settings, &format!("{client_name}-intake"), "intake", events).await?;
+    Ok(Connections { main, intake })
+}
+
+async fn connect_one(
+    settings: &NatsSettings,
+    client_name: &str,
+    connection: &'static str,
+    events: IntCounterVec,
+) -> Result<Client, RuntimeError> {
+    ConnectOptions::new()
+        .name(client_name)
+        .connection_timeout(settings.connect_timeout)
+        .request_timeout(Some(settings.request_timeout))
+        .event_callback(move |event| {
+            events
+                .with_label_values(&[connection, event_label(&event)])
+                .inc();
+            async move { log(connection, &event) }
+        })
+        .connect(settings.url.as_str())
+        .await
+        .map_err(|source| RuntimeError::Connect {
+            url: redact_url(&settings.url),
+            source,
+        })
+}
+
+/// A bounded label for each kind of event.
+fn event_label(event: &Event) -> &'static str {
+    match event {
+        Event::Connected => "connected",
+        Event::Disconnected => "disconnected",
+        Event::LameDuckMode => "lame_duck_mode",
+        Event::Draining => "draining",
+        Event::Closed => "closed",
+        Event::SlowConsumer(_) => "slow_consumer",
+        Event::ServerError(_) => "server_error",
+        Event::ClientError(_) => "client_error",
+    }
+}
+
+fn log(connection: &'static str, event: &Event) {
+    match event {
+        Event::Connected => tracing::info!(connection, "NATS connected."),
+        Event::Disconnected if connection == "intake" => tracing::warn!(
+            connection,
+            "NATS intake disconnected (the server went away, or a client sent a message the \
+             NATS client cannot parse); reconnecting. Replies and $SRV carry on."
+        ),
+        Event::Disconnected => tracing::warn!(connection, "NATS disconnected; reconnecting."),
+        Event::SlowConsumer(sid) => tracing::warn!(
+            connection,
+            sid,
+            "NATS subscription fell behind; the client dropped messages."
+        ),
+        other => tracing::info!(connection, event = %other, "NATS event."),
+    }
+}
