@@ -1,23 +1,28 @@
 use std::path::PathBuf;
 
+use crate::redact::{redact_lines, redact_url};
+
 /// Why a value was refused: the dotted key, the value as given and the reason.
+///
+/// The value is shown through [`redact_url`], whatever the key: a URL with a password may land
+/// in any key by mistake, and these lines end up in logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key} = {value:?}: {reason}")]
+#[error("{key} = {:?}: {reason}", redact_url(.value))]
 pub struct Invalid {
     /// Dotted key, such as `nats.url`.
     pub key: String,
-    /// The refused value, as text.
+    /// The refused value, as text, with URL credentials masked by [`Invalid::new`].
     pub value: String,
     /// Why it was refused, for a human.
     pub reason: String,
 }
 
 impl Invalid {
-    /// Builds an `Invalid` from anything printable.
+    /// Builds an `Invalid` from anything printable, masking credentials in the value.
     pub fn new(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
         Self {
             key: key.into(),
-            value: value.to_string(),
+            value: redact_url(&value.to_string()),
             reason: reason.into(),
         }
     }
@@ -35,8 +40,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A configuration file is not valid TOML.
-    #[error("config: {path} is not valid TOML: {source}")]
+    /// A configuration file is not valid TOML. The parser quotes the offending line, which may
+    /// hold a URL with a password, so the message shows it redacted.
+    #[error("config: {path} is not valid TOML: {}", redact_lines(&.source.to_string()))]
     Syntax {
         /// The file.
         path: PathBuf,

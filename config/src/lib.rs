@@ -13,16 +13,22 @@
 //! Nothing is read behind the caller's back: the loader is given the environment as a map, so
 //! tests pass their own. Unknown keys and bad values are a [`ConfigError`] whose one-line
 //! `Display` names the key, the value, where the value came from and why it was refused;
-//! binaries print it and exit with [`EXIT_CONFIG`].
+//! binaries print it and exit with [`EXIT_CONFIG`]. Values in these messages go through
+//! [`redact_url`], which processes that log a URL should use too.
 //!
-//! This crate depends on no other Courier crate and knows nothing of NATS, actix or HTTP.
+//! This crate depends on no other Courier crate and on no NATS client, actix or HTTP crate: it
+//! knows NATS only as URLs ([`NatsCredentials`] reads the credentials they carry).
 
+mod credentials;
 mod error;
 mod loader;
+mod redact;
 pub mod settings;
 
+pub use credentials::NatsCredentials;
 pub use error::{ConfigError, Invalid};
 pub use loader::Loader;
+pub use redact::redact_url;
 pub use settings::{
     AdminSettings, ConsulSettings, DatabaseSettings, LogFormat, LogSettings, NatsSettings, Secret,
     ServiceSettings,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Serialize};
 use toml::{Table, Value};
 
+use crate::redact::redact_value_in;
 use crate::{ConfigError, Invalid, Validate};
 
 /// Ecosystem variables and the dotted key each one sets, when the settings have that key.
@@ -169,8 +170,10 @@ impl Layers {
         serde_path_to_error::deserialize(Value::Table(self.table.clone())).map_err(|e| {
             let key = e.path().to_string();
             let value = lookup(&self.table, &key).map(render).unwrap_or_default();
+            // serde's message may quote the value (`unknown variant ...`): mask it there too.
+            let reason = redact_value_in(&e.inner().to_string(), &value);
             ConfigError::Invalid {
-                invalid: Invalid::new(&key, value, e.inner().to_string()),
+                invalid: Invalid::new(&key, value, reason),
                 origin: self.origin_of(&key),
             }
         })

@@ -50,11 +50,12 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// How to reach NATS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to reach NATS. `Debug` masks credentials in the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSettings {
-    /// Server URL(s), comma separated: `nats://127.0.0.1:4222`. Env: `NATS_URL`.
+    /// Server URL(s), comma separated: `nats://127.0.0.1:4222`, with credentials
+    /// `nats://user:password@host:4222` (see [`NatsSettings::credentials`]). Env: `NATS_URL`.
     pub url: String,
     /// How long to wait for the first connection.
     #[serde(with = "humantime_serde")]
@@ -74,11 +75,22 @@ impl Default for NatsSettings {
     }
 }
 
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &crate::redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
 impl Validate for NatsSettings {
     fn validate(&self) -> Result<(), Invalid> {
         for server in self.url.split(',').map(str::trim) {
             check_url("nats.url", server, &["nats", "tls", "ws", "wss"])?;
         }
+        crate::credentials::check_one_set("nats.url", &self.url)?;
         positive("nats.connect_timeout", self.connect_timeout)?;
         positive("nats.request_timeout", self.request_timeout)
     }
@@ -192,10 +204,10 @@ impl Validate for DatabaseSettings {
         let url = self.url.expose();
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
-            // Never echo the URL: it may hold a password.
+            // `Invalid::new` masks the password the URL may hold.
             return Err(Invalid::new(
                 "database.url",
-                format!("{scheme}://…"),
+                url,
                 "must start with sqlite:// or postgres://",
             ));
         }

@@ -215,3 +215,90 @@ fn secrets_do_not_show_in_debug() {
     };
     assert!(!format!("{s:?}").contains("pw@"));
 }
+
+#[test]
+fn nats_url_errors_mask_user_and_password() {
+    let err = env(&[("NATS_URL", "nats://n1:4222,http://svc:hunter2@n2:4222")])
+        .load::<Settings>()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains("hunter2") && !text.contains("svc"), "{text}");
+    assert!(text.contains("http://***:***@n2:4222"), "{text}");
+    assert_eq!(err.invalid().unwrap().value, "http://***:***@n2:4222");
+}
+
+#[test]
+fn database_url_errors_show_the_url_masked() {
+    let err = env(&[("DATABASE_URL", "mysql://root:hunter2@db/x")])
+        .load::<Settings>()
+        .unwrap_err();
+    assert_eq!(err.invalid().unwrap().value, "mysql://***:***@db/x");
+}
+
+#[test]
+fn a_url_set_where_a_number_belongs_is_masked() {
+    let err = env(&[("COURIER_SERVICE__MAX_IN_FLIGHT", "nats://svc:hunter2@h")])
+        .load::<Settings>()
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn serde_messages_that_quote_a_url_are_masked() {
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct WithLog {
+        log: crate::LogSettings,
+    }
+    impl Validate for WithLog {
+        fn validate(&self) -> Result<(), Invalid> {
+            self.log.validate()
+        }
+    }
+    let err = env(&[("COURIER_LOG__FORMAT", "nats://svc:hunter2@h")])
+        .load::<WithLog>()
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.invalid().unwrap().key, "log.format");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("unknown variant"), "{text}");
+}
+
+#[test]
+fn toml_syntax_errors_mask_the_line_they_quote() {
+    let dir = dir_with(
+        "syntax",
+        &[("base.toml", "[nats]\nurl = \"nats://svc:hunter2@h:4222\n")],
+    );
+    let err = env(&[("COURIER_CONFIG_DIR", dir.to_str().unwrap())])
+        .load::<Settings>()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    let text = err.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("line 2"), "{text}");
+}
+
+#[test]
+fn nats_settings_debug_masks_the_url() {
+    let s: Settings = env(&[("NATS_URL", "nats://svc:hunter2@h:4222")])
+        .load()
+        .unwrap();
+    let shown = format!("{:?}", s.nats);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("nats://***:***@h:4222"), "{shown}");
+}
+
+#[test]
+fn credentials_in_the_nats_url_are_read_back_for_the_connection() {
+    let s: Settings = env(&[("NATS_URL", "nats://service:hunter2@h:4222")])
+        .load()
+        .unwrap();
+    assert_eq!(
+        s.nats.credentials(),
+        Some(crate::NatsCredentials::UserPassword {
+            user: "service".to_owned(),
+            password: Secret::new("hunter2"),
+        })
+    );
+}
