@@ -1,18 +1,29 @@
 //! The users service's own database: SQLite by default (a file, created on first start),
 //! PostgreSQL when `database.url` says so. Both speak the same SQL here, through sqlx's `Any`
 //! driver; migrations are embedded and run at start.
+//!
+//! Every write runs in a [`Write`]: one transaction that also stores the write's reply under
+//! the caller's request id ([`WriteKey`]), so that a retry gets the first reply instead of
+//! doing the work again, and so that the caller can still roll everything back just before
+//! commit (when its deadline has passed).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_config::DatabaseSettings;
+use serde::{de::DeserializeOwned, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Connection as _, Row, Transaction};
 
-/// Schema changes, in order. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create users",
-    "CREATE TABLE IF NOT EXISTS users (
+/// Schema changes, in order. Never edit one that has shipped: add the next. One statement each
+/// (PostgreSQL prepares them, and a prepared statement holds one).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create users",
+        "CREATE TABLE IF NOT EXISTS users (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         email TEXT NOT NULL UNIQUE,
@@ -20,7 +31,36 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     )",
-)];
+    ),
+    (
+        2,
+        "create idempotency keys",
+        "CREATE TABLE IF NOT EXISTS idempotency_keys (
+        request_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (request_id, endpoint)
+    )",
+    ),
+    (
+        3,
+        "index idempotency keys by age",
+        "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)",
+    ),
+];
+
+/// The PostgreSQL advisory lock that serialises migrations across instances starting at once
+/// ("courier" in ASCII): any constant works, as long as nothing else in the database uses it.
+const MIGRATION_LOCK: i64 = 0x0063_6f75_7269_6572;
+
+/// How long the reply of a write is kept for retries under the same request id. Far longer
+/// than any caller retries, short enough that the table stays small.
+pub const KEEP_REPLIES: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often an instance deletes replies older than [`KEEP_REPLIES`]: once a minute is one
+/// indexed delete per minute, not one per write.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// A stored user, hash included: never leaves this service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,12 +111,53 @@ pub enum StoreError {
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A write's reply could not be stored as JSON, or a stored one read back.
+    #[error("stored reply: {0}")]
+    Reply(#[source] serde_json::Error),
 }
 
 /// The pool. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// When this instance last pruned old replies, in Unix milliseconds.
+    last_prune: Arc<AtomicI64>,
+}
+
+/// The columns a `users.update` sets; `None` keeps what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserChange {
+    /// The user's id.
+    pub id: String,
+    /// A new display name.
+    pub name: Option<String>,
+    /// A new email address (lower-cased).
+    pub email: Option<String>,
+    /// A new PHC string.
+    pub password_hash: Option<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// What makes two writes the same write: the caller's request id (`X-Request-Id`, which a
+/// retry repeats) and the endpoint. The body is not part of it: a second request with the same
+/// id and endpoint gets the first one's reply whatever it asks, since a request id names one
+/// request. A caller that sends several writes to one endpoint must give each its own id.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteKey<'a> {
+    /// The caller's request id.
+    pub request_id: &'a str,
+    /// The endpoint's subject.
+    pub endpoint: &'a str,
+}
+
+/// The outcome of [`Store::claim`].
+#[derive(Debug)]
+pub enum Claim<R> {
+    /// No write under this key has committed: do it in this transaction.
+    Fresh(Write),
+    /// One has: its reply.
+    Done(R),
 }
 
 const COLUMNS: &str = "id, name, email, password_hash, created_at, updated_at";
@@ -91,19 +172,35 @@ impl Store {
             .connect(&url)
             .await
             .map_err(StoreError::Connect)?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            last_prune: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Applies each migration not yet recorded, each in its own transaction. Several instances
-    /// may start at once on one database: each transaction first claims its migration's row
-    /// (a write, so SQLite takes the write lock up front instead of failing a read-to-write
-    /// upgrade with "database is locked", and PostgreSQL makes the second claimant wait on the
-    /// key), and only the instance whose claim inserted the row applies the migration.
+    /// Applies each migration not yet recorded, all in one transaction that first takes the
+    /// database's lock for migrations, because several instances may start at once on one
+    /// database: PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent
+    /// one (both may pass the check and one fails on `pg_type`), so the instances queue on an
+    /// advisory lock; SQLite takes its write lock up front (`BEGIN IMMEDIATE`) rather than
+    /// fail a read-to-write upgrade with "database is locked". Under the lock each migration
+    /// is claimed by inserting its row, and applied only if the claim inserted it.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            let mut tx = conn.begin().await?;
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            tx
+        } else {
+            conn.begin_with("BEGIN IMMEDIATE").await?
+        };
         sqlx::query("CREATE TABLE IF NOT EXISTS courier_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         for &(version, name, sql) in MIGRATIONS {
             let failed = |source| StoreError::Migrate {
@@ -111,7 +208,6 @@ impl Store {
                 name,
                 source,
             };
-            let mut tx = self.pool.begin().await?;
             let claimed = sqlx::query(
                 "INSERT INTO courier_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
             )
@@ -124,25 +220,81 @@ impl Store {
                 sqlx::query(sql).execute(&mut *tx).await.map_err(failed)?;
                 tracing::info!(version, name, "Migration applied.");
             }
-            tx.commit().await.map_err(failed)?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Inserts a user; [`StoreError::Duplicate`] when the email is taken.
-    pub async fn insert(&self, row: &UserRow) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.email)
-        .bind(&row.password_hash)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(duplicate_or_query)?;
+    /// The reply of the write done under `key`, if one committed.
+    pub async fn reply<R: DeserializeOwned>(
+        &self,
+        key: WriteKey<'_>,
+    ) -> Result<Option<R>, StoreError> {
+        let row = sqlx::query(
+            "SELECT reply FROM idempotency_keys WHERE request_id = $1 AND endpoint = $2",
+        )
+        .bind(key.request_id)
+        .bind(key.endpoint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| read_reply(&row)).transpose()
+    }
+
+    /// Starts the write under `key`: a transaction whose first statement inserts the key, so
+    /// that a concurrent duplicate waits on the key until this one commits (then finds its
+    /// reply) or rolls back (then does the work itself). Dropping the [`Write`] rolls back.
+    pub async fn claim<R: DeserializeOwned>(
+        &self,
+        key: WriteKey<'_>,
+    ) -> Result<Claim<R>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (request_id, endpoint, reply, created_at) VALUES ($1, $2, '', $3)",
+        )
+        .bind(key.request_id)
+        .bind(key.endpoint)
+        .bind(unix_millis(SystemTime::now()))
+        .execute(&mut *tx)
+        .await;
+        match inserted.map_err(duplicate_or_query) {
+            Ok(_) => {}
+            Err(StoreError::Duplicate) => {
+                tx.rollback().await?;
+                // A key is only ever committed with its reply, and kept for a day: it is there.
+                let done = self.reply(key).await?;
+                return done
+                    .map(Claim::Done)
+                    .ok_or(StoreError::Query(sqlx::Error::RowNotFound));
+            }
+            Err(e) => return Err(e),
+        }
+        self.prune_if_due(&mut tx).await?;
+        Ok(Claim::Fresh(Write {
+            tx,
+            request_id: key.request_id.to_owned(),
+            endpoint: key.endpoint.to_owned(),
+        }))
+    }
+
+    /// Deletes replies older than [`KEEP_REPLIES`], at most once per [`PRUNE_EVERY`] per
+    /// instance, inside a write's transaction so that it costs no commit of its own.
+    async fn prune_if_due(&self, tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
+        let now = unix_millis(SystemTime::now());
+        let last = self.last_prune.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= millis(PRUNE_EVERY);
+        // Only the write that moves the mark prunes, however many see it due at once.
+        if !due
+            || self
+                .last_prune
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(now - millis(KEEP_REPLIES))
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -176,33 +328,106 @@ impl Store {
         rows.into_iter().map(from_row).collect()
     }
 
-    /// Writes every field of `row` over the user with its id; `false` when there is none.
-    pub async fn update(&self, row: &UserRow) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE users SET name = $1, email = $2, password_hash = $3, updated_at = $4 WHERE id = $5")
-            .bind(&row.name)
-            .bind(&row.email)
-            .bind(&row.password_hash)
-            .bind(&row.updated_at)
-            .bind(&row.id)
-            .execute(&self.pool)
-            .await
-            .map_err(duplicate_or_query)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Deletes the user with `id`; `false` when there is none.
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A write in progress under its [`WriteKey`]: changes, then [`Write::record`] of the reply,
+/// then [`Write::commit`]. Dropped without a commit, it rolls back, key included.
+#[derive(Debug)]
+pub struct Write {
+    tx: Transaction<'static, Any>,
+    request_id: String,
+    endpoint: String,
+}
+
+impl Write {
+    /// Inserts a user; [`StoreError::Duplicate`] when the email is taken.
+    pub async fn insert(&mut self, row: &UserRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.email)
+        .bind(&row.password_hash)
+        .bind(&row.created_at)
+        .bind(&row.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(duplicate_or_query)?;
+        Ok(())
+    }
+
+    /// Sets the given columns only, in one statement, so that concurrent updates of other
+    /// columns are kept; the row as it is now, or `None` when there is no such user.
+    /// [`StoreError::Duplicate`] when the new email is taken.
+    pub async fn update(&mut self, change: &UserChange) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), \
+             password_hash = COALESCE($3, password_hash), updated_at = $4 \
+             WHERE id = $5 RETURNING {COLUMNS}"
+        ))
+        .bind(&change.name)
+        .bind(&change.email)
+        .bind(&change.password_hash)
+        .bind(&change.updated_at)
+        .bind(&change.id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(duplicate_or_query)?;
+        row.map(from_row).transpose()
+    }
+
+    /// Deletes the user with `id`; `false` when there is none.
+    pub async fn delete(&mut self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores `reply` as what every retry under this write's key gets.
+    pub async fn record<R: Serialize>(&mut self, reply: &R) -> Result<(), StoreError> {
+        let json = serde_json::to_string(reply).map_err(StoreError::Reply)?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET reply = $1 WHERE request_id = $2 AND endpoint = $3",
+        )
+        .bind(json)
+        .bind(&self.request_id)
+        .bind(&self.endpoint)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the changes, key and reply included, durable.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Undoes the changes, key included, now rather than when the connection is next used.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+fn read_reply<R: DeserializeOwned>(row: &AnyRow) -> Result<R, StoreError> {
+    let json: String = row.try_get("reply")?;
+    serde_json::from_str(&json).map_err(StoreError::Reply)
+}
+
+fn unix_millis(time: SystemTime) -> i64 {
+    millis(time.duration_since(UNIX_EPOCH).unwrap_or_default())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn from_row(row: AnyRow) -> Result<UserRow, StoreError> {

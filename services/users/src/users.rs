@@ -11,12 +11,17 @@ use crate::endpoints::{
     Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, UpdateUser, UserPage,
 };
 use crate::hasher::HasherHandle;
-use crate::store::{Store, StoreError, UserRow};
+use crate::store::{Claim, Store, StoreError, UserChange, UserRow, Write, WriteKey};
 
 /// Subject of the event published after a user is created; the body is the [`User`].
 pub const USER_CREATED: &str = "events.users.created";
 /// Subject of the event published after a user is deleted; the body is [`Deleted`].
 pub const USER_DELETED: &str = "events.users.deleted";
+
+/// The endpoints whose writes are kept for retries, by subject (see [`WriteKey`]).
+const CREATE: &str = "users.create";
+const UPDATE: &str = "users.update";
+const DELETE: &str = "users.delete";
 
 /// Default page size of `users.list`.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -39,11 +44,16 @@ pub struct Users {
 pub struct UserCreated(pub User);
 
 impl Users {
-    /// Validates, hashes, stores, publishes `events.users.created`.
+    /// Validates, hashes, stores, publishes `events.users.created`. A retry under the same
+    /// request id gets the first user back (see [`WriteKey`]).
     pub async fn create(self, req: CreateUser, meta: Meta) -> Result<User, UsersError> {
+        let key = write_key(&meta, CREATE);
         let name = domain::valid_name(&req.name)?;
         let email = domain::valid_email(&req.email)?;
         domain::valid_password(&req.password)?;
+        if let Some(user) = self.store.reply(key).await? {
+            return Ok(user);
+        }
         let password_hash = self.hasher.hash(req.password).await?;
         still_wanted(&meta)?;
         let now = now();
@@ -55,11 +65,13 @@ impl Users {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.store
-            .insert(&row)
-            .await
-            .map_err(|e| taken(e, &row.email))?;
+        let mut write = match self.store.claim(key).await? {
+            Claim::Fresh(write) => write,
+            Claim::Done(user) => return Ok(user),
+        };
+        write.insert(&row).await.map_err(|e| taken(e, &row.email))?;
         let user = public(row);
+        commit(write, &user, &meta).await?;
         self.publish(USER_CREATED, &user, &meta).await;
         Ok(user)
     }
@@ -95,46 +107,56 @@ impl Users {
         })
     }
 
-    /// Changes the given fields; at least one is required.
+    /// Changes the given fields, and only those, so that concurrent updates of other fields
+    /// are kept; at least one is required. A retry under the same request id gets the first
+    /// reply back.
     pub async fn update(self, req: UpdateUser, meta: Meta) -> Result<User, UsersError> {
-        let id = domain::valid_id(&req.id)?;
-        if req.name.is_none() && req.email.is_none() && req.password.is_none() {
-            return Err(UsersError::Invalid {
-                field: "request",
-                reason: "give at least one of name, email, password".into(),
-            });
+        let key = write_key(&meta, UPDATE);
+        let mut change = valid_change(&req)?;
+        if let Some(user) = self.store.reply(key).await? {
+            return Ok(user);
         }
-        let name = req.name.as_deref().map(domain::valid_name).transpose()?;
-        let email = req.email.as_deref().map(domain::valid_email).transpose()?;
-        if let Some(password) = &req.password {
-            domain::valid_password(password)?;
-        }
-        let mut row = self
-            .store
-            .get(&id)
-            .await?
-            .ok_or_else(|| UsersError::NotFound(id.clone()))?;
         if let Some(password) = req.password {
-            row.password_hash = self.hasher.hash(password).await?;
+            change.password_hash = Some(self.hash_for(&change.id, password).await?);
         }
         still_wanted(&meta)?;
-        row.name = name.unwrap_or(row.name);
-        row.email = email.unwrap_or(row.email);
-        row.updated_at = now();
-        match self.store.update(&row).await {
-            Ok(true) => Ok(public(row)),
-            Ok(false) => Err(UsersError::NotFound(id)),
-            Err(e) => Err(taken(e, &row.email)),
-        }
+        change.updated_at = now();
+        let mut write = match self.store.claim(key).await? {
+            Claim::Fresh(write) => write,
+            Claim::Done(user) => return Ok(user),
+        };
+        let user = match write.update(&change).await {
+            Ok(Some(row)) => public(row),
+            Ok(None) => return Err(UsersError::NotFound(change.id)),
+            Err(e) => return Err(taken(e, change.email.as_deref().unwrap_or_default())),
+        };
+        commit(write, &user, &meta).await?;
+        Ok(user)
     }
 
-    /// Deletes the user; publishes `events.users.deleted`.
+    /// Hashes a new password for the user `id`, after checking the user exists: argon2id
+    /// takes tens of ms of a hashing thread, not to be spent on a 404.
+    async fn hash_for(&self, id: &str, password: String) -> Result<String, UsersError> {
+        if self.store.get(id).await?.is_none() {
+            return Err(UsersError::NotFound(id.to_owned()));
+        }
+        self.hasher.hash(password).await
+    }
+
+    /// Deletes the user; publishes `events.users.deleted`. A retry under the same request id
+    /// gets the first reply back, not a 404.
     pub async fn delete(self, req: DeleteUser, meta: Meta) -> Result<Deleted, UsersError> {
+        let key = write_key(&meta, DELETE);
         let id = domain::valid_id(&req.id)?;
-        if !self.store.delete(&id).await? {
+        let mut write = match self.store.claim(key).await? {
+            Claim::Fresh(write) => write,
+            Claim::Done(deleted) => return Ok(deleted),
+        };
+        if !write.delete(&id).await? {
             return Err(UsersError::NotFound(id));
         }
         let deleted = Deleted { id };
+        commit(write, &deleted, &meta).await?;
         self.publish(USER_DELETED, &deleted, &meta).await;
         Ok(deleted)
     }
@@ -161,6 +183,50 @@ impl Users {
             tracing::warn!(%error, subject, request_id = %meta.request_id, "Event not published.");
         }
     }
+}
+
+/// The checked fields of an update, password not yet hashed; at least one must be given.
+fn valid_change(req: &UpdateUser) -> Result<UserChange, UsersError> {
+    let id = domain::valid_id(&req.id)?;
+    if req.name.is_none() && req.email.is_none() && req.password.is_none() {
+        return Err(UsersError::Invalid {
+            field: "request",
+            reason: "give at least one of name, email, password".into(),
+        });
+    }
+    if let Some(password) = &req.password {
+        domain::valid_password(password)?;
+    }
+    Ok(UserChange {
+        id,
+        name: req.name.as_deref().map(domain::valid_name).transpose()?,
+        email: req.email.as_deref().map(domain::valid_email).transpose()?,
+        password_hash: None,
+        updated_at: now(),
+    })
+}
+
+/// The key a write and its reply are stored under: the request id, per endpoint.
+fn write_key<'a>(meta: &'a Meta, endpoint: &'a str) -> WriteKey<'a> {
+    WriteKey {
+        request_id: &meta.request_id,
+        endpoint,
+    }
+}
+
+/// Records `reply` and commits, unless the deadline has passed: then the caller has been
+/// answered 504 (or soon will be), and a 504 must mean that nothing happened, so everything
+/// rolls back. Checked last, after any wait on a database lock, because that is where the
+/// time goes. (What remains between this check and the commit is covered by the stored
+/// reply: a retry gets it.)
+async fn commit<R: Serialize>(mut write: Write, reply: &R, meta: &Meta) -> Result<(), UsersError> {
+    write.record(reply).await?;
+    if still_wanted(meta).is_err() {
+        write.rollback().await?;
+        return Err(UsersError::DeadlinePassed);
+    }
+    write.commit().await?;
+    Ok(())
 }
 
 /// A reply the caller no longer waits for must not be preceded by a change it does not know

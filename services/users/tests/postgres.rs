@@ -4,8 +4,10 @@
 mod common;
 
 use common::*;
+use courier_actors::Meta;
 use courier_users::domain::User;
 use courier_users::endpoints::*;
+use courier_users::store::Store;
 
 #[actix_rt::test]
 async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
@@ -91,5 +93,64 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
         404
     );
     again.stop().await;
+    db.drop_db().await;
+}
+
+#[actix_rt::test]
+async fn eight_instances_starting_at_once_on_a_fresh_database_all_migrate_it() {
+    // One try may not hit the race: the first starts of a few fresh databases.
+    for attempt in 0..4 {
+        let Some(db) = TestPostgres::create().await else {
+            return;
+        };
+        let settings = db.settings();
+        let starts = (0..8).map(|_| Store::connect(&settings));
+        let results = futures::future::join_all(starts).await;
+        let failures: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        for store in results.into_iter().flatten() {
+            store.close().await;
+        }
+        db.drop_db().await;
+        assert_eq!(failures, Vec::<String>::new(), "attempt {attempt}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_create_sent_twice_at_once_with_one_request_id_makes_one_user_on_postgres() {
+    let Some(db) = TestPostgres::create().await else {
+        return;
+    };
+    let t = start(db.settings()).await;
+    let meta = Meta::root();
+    let body = CreateUser {
+        name: "Ada".into(),
+        email: "ada@example.com".into(),
+        password: "correct horse".into(),
+    };
+    // At once: the second waits on the first's key, then gets its reply.
+    let (first, second) = futures::join!(
+        t.courier.call::<_, User>("users.create", &body, &meta),
+        t.courier.call::<_, User>("users.create", &body, &meta)
+    );
+    let first = first.expect("the first answers 200");
+    assert_eq!(second.expect("the duplicate answers 200"), first);
+    // Later: a plain retry gets the stored reply.
+    let retry: User = t.courier.call("users.create", &body, &meta).await.unwrap();
+    assert_eq!(retry, first);
+    let page: UserPage = t
+        .call(
+            "users.list",
+            &ListUsers {
+                limit: Some(10),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.users, [first]);
+    t.stop().await;
     db.drop_db().await;
 }
