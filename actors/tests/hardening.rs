@@ -219,6 +219,15 @@ async fn request(
     client.send_request(subject.to_owned(), request).await
 }
 
+/// `ms` to live, as the budget Courier sends and as the absolute deadline older callers send.
+fn time_to_live(ms: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::TIMEOUT_MS, ms.to_string().as_str());
+    let deadline = unix_millis(SystemTime::now() + Duration::from_millis(ms));
+    h.insert(header::DEADLINE, deadline.to_string().as_str());
+    h
+}
+
 fn code(msg: &async_nats::Message) -> Option<u16> {
     msg.headers
         .as_ref()?
@@ -248,11 +257,16 @@ async fn an_error_about_600_kb_of_input_reaches_the_caller_small() {
     let t = start(ServiceSettings::default()).await;
     let huge = "a".repeat(600_000);
     let wait = Duration::from_secs(3);
-    // A wrong type: serde quotes the whole value in its message.
-    let body = format!(r#"{{"text": 1, "huge": "{huge}"}}"#);
-    let wrong_type = format!(r#"{{"text": ["{huge}"]}}"#);
-    for payload in [body, wrong_type] {
-        let reply = request(&t.client, "hard.echo", HeaderMap::new(), payload, wait)
+    // A string where a number belongs: serde quotes the whole string in its message.
+    let wrong_type = format!(r#"{{"bytes": "{huge}"}}"#);
+    let wrong_msgpack = rmp_serde::to_vec_named(&Echo { text: huge.clone() }).unwrap();
+    let mut msgpack = HeaderMap::new();
+    msgpack.insert(header::CONTENT_TYPE, "application/msgpack");
+    for (headers, payload) in [
+        (HeaderMap::new(), Bytes::from(wrong_type)),
+        (msgpack, Bytes::from(wrong_msgpack)),
+    ] {
+        let reply = request(&t.client, "hard.big", headers, payload, wait)
             .await
             .expect("an answer, not silence");
         assert_eq!(code(&reply), Some(400));
@@ -298,15 +312,11 @@ async fn stats_keeps_answering_after_large_errors() {
     let t = start(ServiceSettings::default()).await;
     let huge = "b".repeat(400_000);
     for _ in 0..3 {
-        let payload = format!(r#"{{"text": ["{huge}"]}}"#);
-        let _ = request(
-            &t.client,
-            "hard.echo",
-            HeaderMap::new(),
-            payload,
-            Duration::from_secs(3),
-        )
-        .await;
+        // Quoted whole by serde's message: 400 KB of last_error each, unbounded.
+        let payload = format!(r#"{{"bytes": "{huge}"}}"#);
+        let wait = Duration::from_secs(3);
+        let reply = request(&t.client, "hard.big", HeaderMap::new(), payload, wait).await;
+        assert_eq!(code(&reply.expect("an answer")), Some(400));
     }
     let reply = request(
         &t.client,
@@ -319,9 +329,19 @@ async fn stats_keeps_answering_after_large_errors() {
     .expect("$SRV.STATS answers");
     let stats: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_valid(Kind::Stats, &stats);
-    let echo = &stats["endpoints"][0];
-    assert_eq!(echo["num_errors"], 3);
-    assert!(echo["last_error"].as_str().unwrap().len() <= 300, "{echo}");
+    let big = stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "big")
+        .unwrap();
+    assert_eq!(big["num_errors"], 3);
+    let last_error = big["last_error"].as_str().unwrap();
+    assert!(
+        last_error.len() <= 300,
+        "last_error of {} bytes",
+        last_error.len()
+    );
 }
 
 #[actix_rt::test]
@@ -508,8 +528,7 @@ fn spawn_requests(
 #[actix_rt::test]
 async fn a_cancelled_request_stops_its_work_before_it_commits() {
     let t = start(ServiceSettings::default()).await;
-    let mut h = HeaderMap::new();
-    h.insert(header::TIMEOUT_MS, "100");
+    let h = time_to_live(100);
     let started = Instant::now();
     let reply = request(
         &t.client,
@@ -545,8 +564,7 @@ async fn the_in_flight_limit_bounds_work_that_outlives_its_deadline() {
     for _wave in 0..10 {
         let mut wave = futures::stream::FuturesUnordered::new();
         for _ in 0..LINGER_LIMIT {
-            let mut h = HeaderMap::new();
-            h.insert(header::TIMEOUT_MS, "40");
+            let h = time_to_live(40);
             wave.push(request(
                 &t.client,
                 "hard.linger",

@@ -34,6 +34,25 @@ impl Handler<Request<Wedge>> for Wedgy {
     }
 }
 
+/// Sleeps `ms` without blocking: a slow request that holds its in-flight slot.
+#[derive(Deserialize, Serialize)]
+struct Nap {
+    ms: u64,
+}
+impl Call for Nap {
+    type Reply = ();
+    type Error = ServiceError;
+}
+impl Handler<Request<Nap>> for Wedgy {
+    type Result = ResponseFuture<Result<(), ServiceError>>;
+    fn handle(&mut self, req: Request<Nap>, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(req.body.ms)).await;
+            Ok(())
+        })
+    }
+}
+
 /// A `wedgy` instance served on a thread of its own until the returned sender is dropped.
 struct Instance {
     id: String,
@@ -55,6 +74,10 @@ impl Instance {
                         "wedgy.wedge",
                         Supervised::local(|| Wedgy),
                     ))
+                    .endpoint(
+                        Endpoint::new::<Nap>("nap", "wedgy.nap", Supervised::local(|| Wedgy))
+                            .max_in_flight(1),
+                    )
                     .build()
                     .expect("definition");
                 let (service_settings, admin) =
@@ -194,7 +217,7 @@ async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer(
         ("127.0.0.1", instance.admin.port())
     );
     assert_eq!(me.meta["srv_id"], instance.id);
-    assert_eq!(me.meta["subjects"], "wedgy.wedge");
+    assert_eq!(me.meta["subjects"], "wedgy.wedge,wedgy.nap");
 
     assert_eq!(http_get(instance.admin, "/health").0, 200);
     let (code, body) = http_get(instance.admin, "/health/ready");
@@ -202,6 +225,40 @@ async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer(
     let (code, body) = http_get(instance.admin, "/metrics");
     assert_eq!(code, 200);
     assert!(body.contains("courier_endpoint_requests_total"), "{body}");
+}
+
+#[tokio::test]
+async fn an_instance_at_its_in_flight_limit_stays_ready_and_registered() {
+    let (nats, consul) = (TestNats::start(), TestConsul::start());
+    let settings = consul_settings(&consul);
+    let client = Consul::new(&settings).unwrap();
+    let instance = Instance::start(nats.url(), settings);
+    until_healthy(&client, &instance.id, Duration::from_secs(10), "registered").await;
+    // One 4 s nap fills the nap endpoint's single slot.
+    let caller = async_nats::connect(nats.url()).await.unwrap();
+    let inbox = caller.new_inbox();
+    caller
+        .publish_with_reply("wedgy.nap", inbox, r#"{"ms": 4000}"#.into())
+        .await
+        .unwrap();
+    let body = eventually(
+        Duration::from_secs(2),
+        "the nap endpoint saturated",
+        || async {
+            let (code, body) = http_get(instance.admin, "/health/ready");
+            (code == 200 && body.contains(r#""saturated":["nap"]"#)).then_some(body)
+        },
+    )
+    .await;
+    assert!(body.contains(r#""status":"ready""#), "{body}");
+    // Two check intervals at the limit: Consul's HTTP check still passes, and callers still
+    // find the instance (overload is answered by fast 503s, not by leaving the registry).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        check_status(&client, &instance.id, &http_check_id(&instance.id)).await,
+        Some(CheckStatus::Passing)
+    );
+    assert!(is_healthy(&client, "wedgy", &instance.id).await);
 }
 
 #[tokio::test]
@@ -349,9 +406,20 @@ async fn an_acl_agent_takes_the_registration_with_the_configured_token_only() {
     )
     .await;
     let tokenless = Instance::start(nats.url(), consul_settings(&consul));
-    // A negative check needs time: give it several registration attempts (1 s, then 2 s
-    // backoff); it must never appear.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The negative check means something only once the instance has tried: wait until the
+    // agent has refused it twice (a first attempt and a retry), then it must not be listed.
+    eventually(
+        Duration::from_secs(10),
+        "two refused registrations in the agent's log",
+        || async {
+            let refusals = consul
+                .log()
+                .matches("Permission denied: Missing service:write on wedgy")
+                .count();
+            (refusals >= 2).then_some(())
+        },
+    )
+    .await;
     let (_, found) = admin_client
         .healthy("wedgy", None, Duration::from_secs(1))
         .await

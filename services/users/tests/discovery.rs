@@ -206,6 +206,11 @@ async fn sigkill_turns_the_instance_critical_within_a_check_interval() {
         critical < Duration::from_millis(2000),
         "critical after {critical:?}"
     );
+    // Resolution follows the check within a blocking query's round trip.
+    assert!(
+        gone < Duration::from_secs(4),
+        "gone from resolution after {gone:?}"
+    );
     eprintln!("SIGKILL: critical after {critical:?}, gone from resolution after {gone:?}");
     resolver.stop();
     let _ = std::fs::remove_dir_all(dir);
