@@ -117,3 +117,92 @@ async fn sigterm_answers_every_request_in_flight_and_a_restart_keeps_the_data() 
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[actix_rt::test]
+async fn sigterm_while_nats_is_gone_still_exits_in_bounded_time_and_says_so() {
+    let mut nats = TestNats::start();
+    let (dir, db) = sqlite_file("sigterm-no-nats");
+    let bin = Binary::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", db.url.expose().to_owned()),
+        ("COURIER_SERVICE__DRAIN_GRACE", "1s".into()),
+    ]);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    wait_for_users(&client).await;
+    nats.stop();
+    // Let the service notice the server is gone.
+    courier_testkit::eventually(Duration::from_secs(5), "the disconnect logged", || async {
+        bin.log().contains("NATS disconnected").then_some(())
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    bin.terminate();
+    // Grace 1 s, flush 2 s, then the connections are abandoned: well under 15 s.
+    let (code, stderr) = bin.wait(Duration::from_secs(15));
+    assert_eq!(
+        code,
+        Some(1),
+        "replies may be lost: not a clean exit\n{stderr}"
+    );
+    assert!(stderr.contains("without a complete drain"), "{stderr}");
+    eprintln!("exited {:?} after SIGTERM with NATS gone", asked.elapsed());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_rt::test]
+async fn a_second_sigterm_exits_at_once() {
+    use sqlx::{Connection, SqliteConnection};
+    let nats = TestNats::start();
+    let (dir, db) = sqlite_file("second-sigterm");
+    let bin = Binary::spawn(&[
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", db.url.expose().to_owned()),
+        ("COURIER_SERVICE__DRAIN_GRACE", "60s".into()),
+    ]);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    wait_for_users(&client).await;
+    // A create waits on SQLite's write lock, which the test holds: the drain has to wait.
+    let mut holder = SqliteConnection::connect(db.url.expose()).await.unwrap();
+    let _lock = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let courier = Client::new(client.clone(), Duration::from_secs(30));
+    let stuck = tokio::spawn(async move {
+        let req = CreateUser {
+            name: "Stuck".into(),
+            email: "stuck@example.com".into(),
+            password: "correct horse".into(),
+        };
+        courier
+            .call::<_, User>("users.create", &req, &Meta::root())
+            .await
+    });
+    courier_testkit::eventually(Duration::from_secs(5), "the create in flight", || async {
+        let reply = client
+            .request("$SRV.STATS.users", bytes::Bytes::new())
+            .await
+            .ok()?;
+        let stats: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+        let busy = stats["endpoints"]
+            .as_array()?
+            .iter()
+            .any(|e| e["data"]["in_flight"] == 1);
+        busy.then_some(())
+    })
+    .await;
+    bin.terminate();
+    courier_testkit::eventually(Duration::from_secs(5), "the drain to start", || async {
+        bin.log().contains("Draining").then_some(())
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    bin.terminate();
+    let (code, stderr) = bin.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(courier_runtime::EXIT_FORCED), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(stderr.contains("Second signal"), "{stderr}");
+    stuck.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}
