@@ -1,6 +1,7 @@
 //! Users as the rest of the system sees them, input rules, and the one mapping from domain
 //! errors to the wire.
 
+use courier_actors::error::quote;
 use courier_actors::ServiceError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -150,12 +151,19 @@ pub fn valid_password(password: &str) -> Result<(), UsersError> {
 pub fn valid_id(id: &str) -> Result<String, UsersError> {
     uuid::Uuid::parse_str(id.trim())
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| invalid("id", format!("{id:?} is not a user id (a UUID)")))
+        .map_err(|_| invalid("id", format!("{} is not a user id (a UUID)", quote(id))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_bad_id_is_quoted_by_prefix_and_length() {
+        let err = valid_id(&"a".repeat(600_000)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{}", err.len());
+        assert!(err.contains("600000 bytes"), "{err}");
+    }
 
     #[test]
     fn names_are_trimmed_and_must_not_be_empty() {

@@ -77,6 +77,19 @@ async fn msgpack_callers_get_typed_users() {
 }
 
 #[actix_rt::test]
+async fn a_600_kb_bad_id_is_answered_400_and_small() {
+    let t = started("huge-id").await;
+    // Quoted in full, the error would not fit the server's max payload and never arrive.
+    let body = format!(r#"{{"id":"{}"}}"#, "a".repeat(600_000));
+    let (code, reply) = t.json("users.get", &body).await;
+    assert_eq!(code, Some(400));
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(message.contains("600000 bytes"), "{message}");
+    t.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_duplicate_email_is_409_whatever_its_case() {
     let t = started("duplicate").await;
     let _: User = t
