@@ -22,9 +22,16 @@ impl TestNats {
 
     /// Starts a server with extra arguments (such as `--max_payload`).
     pub fn start_with_args(extra: &[&str]) -> Self {
+        Self::start_with_env_and_args(&[], extra)
+    }
+
+    /// Starts a server with extra arguments and environment variables: a configuration file
+    /// (`-c path`) that reads its passwords from the environment, as `ops/nats/` does. The
+    /// guard's address, port and name flags win over the file's `listen`.
+    pub fn start_with_env_and_args(env: &[(&str, &str)], extra: &[&str]) -> Self {
         let mut last_error = String::new();
         for _ in 0..5 {
-            match Self::try_start(crate::free_port(), extra) {
+            match Self::try_start_with_env(crate::free_port(), env, extra) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -39,10 +46,15 @@ impl TestNats {
     }
 
     fn try_start(port: u16, extra: &[&str]) -> Result<Self, String> {
+        Self::try_start_with_env(port, &[], extra)
+    }
+
+    fn try_start_with_env(port: u16, env: &[(&str, &str)], extra: &[&str]) -> Result<Self, String> {
         let binary = crate::tool("nats-server");
         let name = format!("courier-test-{port}-{}", std::process::id());
         let log = std::env::temp_dir().join(format!("{name}.log"));
         let mut child = Command::new(&binary)
+            .envs(env.iter().copied())
             .args([
                 "-a",
                 "127.0.0.1",
