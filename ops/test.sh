@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of Courier on this machine, installing what is missing first.
 #
-#   ops/test.sh            formatting, clippy, all tests (unit, real nats-server, SQLite,
+#   ops/test.sh            formatting, the nats-server configuration, shellcheck (when
+#                          installed), clippy, all tests (unit, real nats-server, SQLite,
 #                          PostgreSQL when one answers), and a seconds-long benchmark smoke
 #
 # Tests start their own nats-server and consul agent on free loopback ports; nothing here needs
@@ -26,6 +27,17 @@ command -v cargo >/dev/null || {
 
 step "format"
 cargo fmt --all -- --check
+
+step "nats-server configuration"
+# Any password values do for the check; actors/tests/permissions.rs runs the real thing.
+COURIER_NATS_ADMIN_PASSWORD=check COURIER_NATS_SERVICE_PASSWORD=check \
+    COURIER_NATS_GATEWAY_PASSWORD=check COURIER_NATS_GUEST_PASSWORD=check \
+    nats-server -c ops/nats/nats-server.conf -t
+
+if command -v shellcheck >/dev/null; then
+    step "shellcheck"
+    shellcheck ops/*.sh ops/lib/*.sh
+fi
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -7,6 +7,9 @@
 #
 # Environment: NATS_URL (default nats://127.0.0.1:4222), DATABASE_URL for the users service
 # (default sqlite://data/users.db), any COURIER_* setting (see README). Logs and PIDs: .run/
+# A NATS started here runs ops/nats/nats-server.conf (users admin, service, gateway, guest);
+# their passwords are made on first use into .run/nats-passwords.env, and
+# `. .run/nats-admin.env` sets up the nats CLI as admin.
 set -euo pipefail
 
 root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)
@@ -36,13 +39,64 @@ export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 hostport=${NATS_URL#*://}; hostport=${hostport%%,*}; hostport=${hostport##*@}
 nats_host=${hostport%:*}; nats_port=${hostport##*:}
 
-# Whether a NATS server greets on host:port.
-nats_answers() {
-    local line
-    exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+# Prints the INFO line of the NATS server on host:port; fails when none greets there. A
+# subshell with its stderr silenced: bash reports a refused /dev/tcp connection before any
+# redirection on the `exec` applies, and `exec ... 2>/dev/null` would silence this script's
+# stderr for good once a connection succeeds.
+nats_info() (
+    line=""
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
     IFS= read -r -t 2 line <&3 || true
-    exec 3<&- 3>&-
-    [[ $line == INFO* ]]
+    [[ $line == INFO* ]] && printf '%s\n' "$line"
+) 2>/dev/null
+
+# Whether a NATS server greets on host:port.
+nats_answers() { nats_info "$1" "$2" >/dev/null; }
+
+# A URL list with users and passwords masked, for messages (like courier_config::redact_url).
+redacted() { sed -E 's#(^|,)([^,]*://)?[^,]*@#\1\2***@#g' <<<"$1"; }
+
+nats_conf="$root/ops/nats/nats-server.conf"
+nats_passwords="$run/nats-passwords.env"
+
+# Makes .run/nats-passwords.env on first use: a random password for each user of
+# ops/nats/authorization.conf, letters and digits starting with one, since nats-server parses
+# the variables' values as configuration values. Readable by this user only.
+ensure_nats_passwords() {
+    [[ -s $nats_passwords ]] && return 0
+    local role
+    (
+        umask 077
+        for role in ADMIN SERVICE GATEWAY GUEST; do
+            printf 'COURIER_NATS_%s_PASSWORD=p%s\n' "$role" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+        done >"$nats_passwords.new"
+    )
+    mv "$nats_passwords.new" "$nats_passwords"
+    say "made NATS passwords for admin, service, gateway and guest in .run/nats-passwords.env"
+}
+
+# The password of one user (admin, service, gateway, guest) from .run/nats-passwords.env.
+nats_password() { sed -n "s/^COURIER_NATS_${1^^}_PASSWORD=//p" "$nats_passwords"; }
+
+# nats-server with Courier's users; the passwords are in its environment only.
+run_nats_server() {
+    set -a
+    # shellcheck source=/dev/null
+    . "$nats_passwords"
+    set +a
+    exec nats-server -c "$nats_conf" -a "$nats_host" -p "$nats_port" -sd "$run/nats"
+}
+
+# Writes .run/nats-admin.env, which sets up the nats CLI as the admin user when sourced.
+write_admin_env() {
+    (
+        umask 077
+        {
+            printf '# For the nats CLI as Courier'"'"'s admin: . .run/nats-admin.env\n'
+            printf 'export NATS_URL=nats://%s:%s NATS_USER=admin NATS_PASSWORD=%s\n' \
+                "$nats_host" "$nats_port" "$(nats_password admin)"
+        } >"$run/nats-admin.env"
+    )
 }
 
 started=()   # "name pid", in start order
@@ -83,32 +137,47 @@ stop_all() {
     done
 }
 
-if nats_answers "$nats_host" "$nats_port"; then
-    say "NATS already answers at $NATS_URL: using it"
-else
-    [[ $nats_host == 127.0.0.1 || $nats_host == localhost ]] || die "no NATS answers at $NATS_URL"
-    say "starting nats-server on $nats_host:$nats_port (JetStream on, data in .run/nats)"
-    launch nats nats-server -a "$nats_host" -p "$nats_port" -js -sd "$run/nats"
-    for _ in $(seq 1 100); do nats_answers "$nats_host" "$nats_port" && break; sleep 0.1; done
-    nats_answers "$nats_host" "$nats_port" || { tail -n 20 "$run/nats.log" >&2; die "nats-server did not start"; }
-fi
 # Until the system is up, any failure stops what was started; in the foreground, so does Ctrl-C.
 trap 'stop_all' EXIT
 $detach || trap 'stop_all; exit 0' INT TERM
+
+services_nats_url=$NATS_URL   # what the services connect to: with the service user's password when ours
+ours=false                    # whether the NATS runs ops/nats/ with the passwords of .run/
+if info=$(nats_info "$nats_host" "$nats_port"); then
+    if [[ $info == *'"auth_required":true'* && $NATS_URL != *@* && -s $nats_passwords ]]; then
+        # Most likely the server of an earlier `ops/up.sh --detach`.
+        say "NATS at $NATS_URL asks for credentials: using the users of .run/nats-passwords.env"
+        ours=true
+    else
+        say "NATS already answers at $(redacted "$NATS_URL"): using it"
+    fi
+else
+    [[ $nats_host == 127.0.0.1 || $nats_host == localhost ]] || die "no NATS answers at $(redacted "$NATS_URL")"
+    [[ $NATS_URL != *@* ]] || die "NATS_URL carries credentials but no NATS answers there; unset it to start one"
+    ensure_nats_passwords
+    say "starting nats-server on $nats_host:$nats_port with ops/nats/nats-server.conf (JetStream on, data in .run/nats)"
+    launch nats run_nats_server
+    for _ in $(seq 1 100); do nats_answers "$nats_host" "$nats_port" && break; sleep 0.1; done
+    nats_answers "$nats_host" "$nats_port" || { tail -n 20 "$run/nats.log" >&2; die "nats-server did not start"; }
+    ours=true
+fi
+if $ours; then
+    services_nats_url="nats://service:$(nats_password service)@$nats_host:$nats_port"
+    write_admin_env
+fi
 
 export CONSUL_HTTP_ADDR=${CONSUL_HTTP_ADDR:-127.0.0.1:8500}
 consul_hostport=${CONSUL_HTTP_ADDR#*://}
 consul_host=${consul_hostport%:*}; consul_port=${consul_hostport##*:}
 
 # Whether a Consul agent on host:port has a leader (answers /v1/status/leader with an address).
-consul_answers() {
-    local reply
-    exec 4<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+# A subshell with its stderr silenced, as nats_info.
+consul_answers() (
+    exec 4<>"/dev/tcp/$1/$2" || exit 1
     printf 'GET /v1/status/leader HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&4
     reply=$(timeout 2 cat <&4 || true)
-    exec 4<&- 4>&-
     [[ $reply == *' 200 '* && $reply == *'"'*':'*'"'* ]]
-}
+) 2>/dev/null
 
 if consul_answers "$consul_host" "$consul_port"; then
     say "Consul already answers at $CONSUL_HTTP_ADDR: using it"
@@ -122,19 +191,27 @@ fi
 
 say "starting users (database ${DATABASE_URL:-sqlite://data/users.db})"
 users_admin=${USERS_ADMIN_BIND:-127.0.0.1:9101}
-DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} COURIER_ADMIN__BIND=$users_admin \
-    launch users target/release/courier-users
+NATS_URL=$services_nats_url DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} \
+    COURIER_ADMIN__BIND=$users_admin launch users target/release/courier-users
 wait_for_log users "Service started"
 
+if $ours; then
+    nats_users="users admin, service, gateway, guest (ops/nats/); passwords in .run/nats-passwords.env"
+    cli_setup="  . .run/nats-admin.env      # NATS_URL, NATS_USER=admin, NATS_PASSWORD for the nats CLI"
+else
+    nats_users="not started here: its own users and permissions apply"
+    cli_setup="  # (credentials for this server, if it asks for them: nats --user ... --password ...)"
+fi
 cat <<EOF
 
 Courier is up.
-  NATS      $NATS_URL
+  NATS      $(redacted "$NATS_URL")   $nats_users
   Consul    http://$consul_host:$consul_port/ui/   (every instance with its checks)
   users     users.create / get / list / update / delete / authenticate   (log: .run/users.log)
             http://$users_admin/health  /health/ready  /metrics
 
 Try it with the NATS CLI:
+$cli_setup
   nats req users.create '{"name":"Ada","email":"ada@example.com","password":"correct horse"}'
   nats req users.list ''
   nats micro ls
