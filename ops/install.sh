@@ -208,8 +208,9 @@ do_consul() {
     if [[ $MODE == check ]]; then
         log "check: consul ... missing ($CONSUL_VERSION)"; MISSING=1; return 0
     fi
-    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
         die "consul: needs apt-get and dpkg-deb (Debian) to fetch the $CONSUL_SUITE .deb"
+    fi
     log "install: consul ... fetching $CONSUL_VERSION from Debian $CONSUL_SUITE (private apt config)"
     local work deb stage
     work=$(mktemp -d "${TMPDIR:-/tmp}/courier-consul.XXXXXX")

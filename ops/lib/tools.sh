@@ -15,6 +15,7 @@ TOOLS_BIN="$TOOLS_DIR/bin"
 # on disk and no -ui-dir is needed.  See ops/install.sh --help.
 CONSUL_VERSION="1.8.7"
 CONSUL_SUITE="bullseye"
+# shellcheck disable=SC2034 # used by install.sh, which sources this file
 CONSUL_DIR="$TOOLS_DIR/consul-$CONSUL_VERSION"
 
 log()  { printf '%s\n' "$*"; }
@@ -179,8 +180,8 @@ PY
 
 # Wait until URL answers (max ~10 s).
 wait_http() {
-    local url=$1 i
-    for i in $(seq 1 50); do
+    local url=$1
+    for _ in $(seq 1 50); do
         curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
         sleep 0.2
     done
