@@ -8,7 +8,7 @@
 
 use async_nats::{Client, ConnectOptions, Event};
 use courier_actors::Connections;
-use courier_config::{redact_url, NatsSettings};
+use courier_config::{redact_url, NatsCredentials, NatsSettings};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::RuntimeError;
@@ -43,7 +43,18 @@ async fn connect_one(
     connection: &'static str,
     events: IntCounterVec,
 ) -> Result<Client, RuntimeError> {
-    ConnectOptions::new()
+    // async-nats does not send credentials written in the URL (nats-io/nats.rs#1623): pass
+    // them as options.
+    let options = match settings.credentials() {
+        Some(NatsCredentials::UserPassword { user, password }) => {
+            ConnectOptions::with_user_and_password(user, password.expose().to_owned())
+        }
+        Some(NatsCredentials::Token(token)) => {
+            ConnectOptions::with_token(token.expose().to_owned())
+        }
+        None => ConnectOptions::new(),
+    };
+    options
         .name(client_name)
         .connection_timeout(settings.connect_timeout)
         .request_timeout(Some(settings.request_timeout))

@@ -1,0 +1,89 @@
+//! The instance's NATS connections against a real nats-server that requires users (the
+//! shipped `ops/nats` configuration): credentials in `nats.url` are used, a wrong password is
+//! a clear error that does not print the password, and connection events are counted.
+
+use courier_config::NatsSettings;
+use courier_runtime::nats::{connect, NATS_EVENTS};
+use courier_runtime::RuntimeError;
+use std::time::Duration;
+
+use courier_testkit::{eventually, workspace_root, TestNats};
+
+const PASSWORDS: [(&str, &str); 4] = [
+    ("COURIER_NATS_ADMIN_PASSWORD", "adminPw1"),
+    ("COURIER_NATS_SERVICE_PASSWORD", "servicePw1"),
+    ("COURIER_NATS_GATEWAY_PASSWORD", "gatewayPw1"),
+    ("COURIER_NATS_GUEST_PASSWORD", "guestPw1"),
+];
+
+fn server() -> (TestNats, std::path::PathBuf) {
+    let store = std::env::temp_dir().join(format!("courier-runtime-nats-{}", std::process::id()));
+    let config = workspace_root().join("ops/nats/nats-server.conf");
+    let nats = TestNats::start_with_env_and_args(
+        &PASSWORDS,
+        &[
+            "-c",
+            config.to_str().expect("a UTF-8 path"),
+            "-sd",
+            store.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    (nats, store)
+}
+
+fn settings(nats: &TestNats, user: &str, password: &str) -> NatsSettings {
+    NatsSettings {
+        url: format!("nats://{user}:{password}@127.0.0.1:{}", nats.port()),
+        ..NatsSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_open_both_connections_and_their_events_are_counted() {
+    let (nats, store) = server();
+    let registry = prometheus::Registry::new();
+    let connections = connect(&settings(&nats, "service", "servicePw1"), "test", &registry)
+        .await
+        .expect("the service user connects");
+    // The service user may serve: requests from main to a subscription on the intake, until
+    // the server has the subscription.
+    let mut sub = connections.intake.subscribe("users.ping").await.unwrap();
+    let main = connections.main.clone();
+    let answer = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(msg) = sub.next().await {
+            let reply = msg.reply.expect("a request");
+            main.publish(reply, "pong".into()).await.unwrap();
+        }
+    });
+    let reply = eventually(
+        Duration::from_secs(5),
+        "an answer on the intake",
+        || async { connections.main.request("users.ping", "".into()).await.ok() },
+    )
+    .await;
+    assert_eq!(reply.payload.as_ref(), b"pong");
+    answer.abort();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    for connection in ["main", "intake"] {
+        let line = format!(r#"{NATS_EVENTS}{{connection="{connection}",event="connected"}} 1"#);
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(store);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_connect_error_that_hides_it() {
+    let (nats, store) = server();
+    let registry = prometheus::Registry::new();
+    let error = connect(&settings(&nats, "service", "wrongPw9"), "test", &registry)
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, RuntimeError::Connect { .. }), "{error}");
+    let message = error.to_string();
+    assert!(!message.contains("wrongPw9"), "{message}");
+    assert!(message.contains("***"), "{message}");
+    let _ = std::fs::remove_dir_all(store);
+}
