@@ -14,6 +14,8 @@
 //!   Consul or a fixed list.
 //! - [`error`]: [`DiscoveryError`], one enum for every failure. A Consul that answers 5xx, or
 //!   not at all, is an error value, never a panic.
+//! - `testing` (feature `testing`, for tests only): Consul test settings and waiting for the
+//!   agent to list instances or for a check's status, shared by the tests of every crate.
 //!
 //! # Why our own thin client
 //!
@@ -28,12 +30,15 @@
 //!
 //! No NATS, no actix, no HTTP server: only `courier-config`, `reqwest` (a plain-HTTP client),
 //! `serde`, `tokio`, `tracing`, `thiserror` and `rand`. The runtime registers with it and the
-//! gateway resolves with it; this crate knows neither.
+//! gateway resolves with it; this crate knows neither. The `testing` feature adds
+//! `courier-testkit`; only `[dev-dependencies]` turn it on.
 
 pub mod client;
 pub mod error;
 pub mod registration;
 pub mod resolver;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wire;
 
 pub use client::{CheckStatus, Consul};

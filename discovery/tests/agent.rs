@@ -4,28 +4,23 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, http_check, ok_server, registration, ttl_check, SOON};
+use common::{http_check, ok_server, registration, ttl_check, SOON};
+use courier_discovery::testing::{self, client};
 use courier_discovery::{CheckStatus, Consul, DiscoveryError, Instance};
-use courier_testkit::{eventually, TestConsul};
+use courier_testkit::TestConsul;
 
 /// The ids of the healthy instances of `service` now.
 async fn healthy_ids(consul: &Consul, service: &str) -> Vec<String> {
-    let (_, instances) = consul
-        .healthy(service, None, Duration::ZERO)
-        .await
-        .expect("health");
+    let instances = testing::healthy(consul, service).await.expect("health");
     instances.into_iter().map(|i| i.id).collect()
 }
 
-/// Waits until the healthy instances of `service` are `ids`. The agent API answers before the
-/// agent has synced a change to the catalog, which `healthy` reads: a test must wait for it.
-/// Returns the index and the instances.
+/// Waits until the healthy instances of `service` are `ids`, in that order. Returns the index
+/// and the instances.
 async fn until_healthy(consul: &Consul, service: &str, ids: &[&str]) -> (u64, Vec<Instance>) {
     let what = format!("healthy {service} to be {ids:?}");
-    eventually(SOON, &what, || async {
-        let (index, instances) = consul.healthy(service, None, Duration::ZERO).await.ok()?;
-        let now: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-        (now == ids).then_some((index, instances))
+    testing::until_healthy(consul, service, SOON, &what, |now| {
+        now.iter().map(|i| i.id.as_str()).eq(ids.iter().copied())
     })
     .await
 }

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{canned_server, fake_settings, registration, settings, silent_server, SOON};
+use common::{canned_server, fake_settings, registration, silent_server, SOON};
+use courier_discovery::testing::settings;
 use courier_discovery::{Consul, DiscoveryError, Resolver};
 use courier_testkit::TestConsul;
 

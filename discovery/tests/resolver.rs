@@ -5,7 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{client, registration, SOON};
+use common::{registration, SOON};
+use courier_discovery::testing::client;
 use courier_discovery::{Consul, Discovery, Instance, Resolver, Strategy, Update};
 use courier_testkit::TestConsul;
 use tokio::sync::broadcast;

@@ -2,17 +2,17 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a fresh dev agent may take to elect itself (and bootstrap ACLs): ~0.2 s usually.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often start-up polls the agent.
 const POLL: Duration = Duration::from_millis(25);
+/// How long a restart waits before trying again, while the old sockets free up.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
 /// Tells the temp dirs of the guards of one test process apart.
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
@@ -133,23 +133,23 @@ ports {{
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let ready = crate::poll_blocking(START_TIMEOUT, POLL, || {
             let child = self.child.as_mut().expect("launch spawned the agent");
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("consul exited with {status}: {}", self.log_tail()));
-            }
-            if self.ready() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "not ready within {START_TIMEOUT:?}: {}",
+            match child.try_wait() {
+                Err(e) => Some(Err(e.to_string())),
+                Ok(Some(status)) => Some(Err(format!(
+                    "consul exited with {status}: {}",
                     self.log_tail()
-                ));
+                ))),
+                Ok(None) => self.ready().then_some(Ok(())),
             }
-            std::thread::sleep(POLL);
-        }
+        });
+        ready.unwrap_or_else(|| {
+            Err(format!(
+                "not ready within {START_TIMEOUT:?}: {}",
+                self.log_tail()
+            ))
+        })
     }
 
     /// A leader is elected and has put this node, with a passing `serfHealth` check, in the
@@ -214,13 +214,12 @@ ports {{
     /// Retries for a while in case the old sockets are slow to free up.
     pub fn restart(&mut self) {
         self.stop();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => panic!("could not restart consul: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
+        let mut last_error = String::new();
+        let restarted = crate::poll_blocking(START_TIMEOUT, RESTART_PAUSE, || {
+            self.launch().map_err(|e| last_error = e).ok()
+        });
+        if restarted.is_none() {
+            panic!("could not restart consul: {last_error}");
         }
     }
 }
@@ -250,19 +249,9 @@ fn distinct_free_ports() -> [u16; 3] {
     [ports[0], ports[1], ports[2]]
 }
 
-/// A bare HTTP/1.0 GET on loopback (testkit has no HTTP client): `(status, body)`, or `None`
-/// when nothing answers properly.
+/// `GET path` from the agent on loopback, with the token if any: `(status, body)`, or `None`
+/// when nothing answers properly within 2 s.
 fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let token = token
-        .map(|t| format!("X-Consul-Token: {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{token}\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+    let token: Vec<(&str, &str)> = token.map(|t| ("X-Consul-Token", t)).into_iter().collect();
+    crate::http_get(("127.0.0.1", port), path, &token, Duration::from_secs(2)).ok()
 }

@@ -1,23 +1,37 @@
-//! `courier-testkit`: guards that start real servers for tests, and the NATS micro schema check.
+//! `courier-testkit`: the one home of the helpers every crate's tests share: guards that start
+//! real servers, a harness that runs a service, waiting, and the NATS micro schema check.
 //!
 //! - [`TestNats`]: a `nats-server` of the test's own on a free loopback port, stopped on drop.
 //! - [`TestConsul`]: a `consul agent -dev` of the test's own on free loopback ports.
+//! - [`ServiceThread`]: runs a service's future on a thread of its own in a fresh actix
+//!   `System`, hands back what it reports once it serves, and stops and joins it.
+//! - [`eventually`] (async) and [`poll_blocking`] (sync): wait for a condition with a deadline,
+//!   instead of a bare sleep.
+//! - [`http_get`]: a bare HTTP/1.0 GET, for readiness probes and admin endpoints.
 //! - [`micro_schema`] — validates `$SRV` replies against the official schemas in
 //!   `../shared/schemas/micro-v1/` (the `nats` CLI skips replies that fail them), falling back to
 //!   our own check of the required fields where that folder is absent.
-//! - [`eventually`] — waits for a condition with a deadline, instead of a bare sleep.
 //!
-//! Dev-only: depends on no Courier crate, so every crate's tests can use it.
+//! Dev-only: depends on no Courier crate, so every crate's tests can use it (`courier-config`'s
+//! and `courier-actors'` included). Helpers that speak Courier types therefore live with those
+//! types, behind a `testing` feature that only `[dev-dependencies]` turn on: Consul test settings
+//! and waiting for Consul to list instances or for a check's status are
+//! `courier_discovery::testing`, built on the guard and the waits here.
 
 pub mod consul;
+mod http;
 pub mod micro_schema;
 mod nats;
+pub mod service;
+mod wait;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 pub use consul::TestConsul;
+pub use http::http_get;
 pub use nats::TestNats;
+pub use service::ServiceThread;
+pub use wait::{eventually, poll_blocking};
 
 /// The workspace root (the folder with the top `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -56,23 +70,4 @@ pub fn tool(name: &str) -> PathBuf {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file());
     on_path.unwrap_or_else(|| panic!("{name} not found: run ops/install.sh (or set {var})"))
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

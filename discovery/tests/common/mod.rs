@@ -1,35 +1,20 @@
-//! Helpers shared by the tests against a real agent: settings for a `TestConsul`, registrations,
-//! and tiny local HTTP servers (a health endpoint for HTTP checks; canned or silent answers for
-//! what a real agent cannot be made to do).
+//! Helpers of this crate's tests: registrations, and tiny local HTTP servers (a health endpoint
+//! for HTTP checks; canned or silent answers for what a real agent cannot be made to do).
+//! Settings and clients for a `TestConsul`, and waiting for the agent, are
+//! `courier_discovery::testing`, shared with the tests of the runtime and the services.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use courier_config::{ConsulSettings, Secret};
-use courier_discovery::{Check, Consul, Registration};
-use courier_testkit::TestConsul;
+use courier_config::ConsulSettings;
+use courier_discovery::{Check, Registration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Generous bound for what a dev agent does in well under a second.
 pub const SOON: Duration = Duration::from_secs(10);
-
-/// Settings pointing at `agent`, with `token` (empty for none).
-pub fn settings(agent: &TestConsul, token: &str) -> ConsulSettings {
-    ConsulSettings {
-        addr: agent.url(),
-        token: Secret::new(token),
-        timeout: Duration::from_secs(5),
-        ..Default::default()
-    }
-}
-
-/// A client of `agent` without token.
-pub fn client(agent: &TestConsul) -> Consul {
-    Consul::new(&settings(agent, "")).expect("a TestConsul URL makes a valid client")
-}
 
 /// A registration of `id` in service `name` on `port`, with `checks`.
 pub fn registration(id: &str, name: &str, port: u16, checks: Vec<Check>) -> Registration {

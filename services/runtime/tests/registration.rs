@@ -1,15 +1,16 @@
 //! Registration in a real Consul agent: the admin listener, checks that pass, a TTL check that
 //! catches a wedged actor system, and registration that survives Consul going away.
 
-use std::sync::mpsc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
 use courier_actors::{Call, Endpoint, Request, Service, ServiceError, Supervised};
-use courier_config::{AdminSettings, ConsulSettings, Secret, ServiceSettings};
+use courier_config::{AdminSettings, ConsulSettings, ServiceSettings};
+use courier_discovery::testing::{self, check_status, has_id, healthy, until_check};
 use courier_discovery::{CheckStatus, Consul};
 use courier_runtime::{http_check_id, serve, ttl_check_id, RuntimeSettings};
-use courier_testkit::{eventually, TestConsul, TestNats};
+use courier_testkit::{eventually, ServiceThread, TestConsul, TestNats};
 use serde::{Deserialize, Serialize};
 
 /// Blocks the actor system's thread for `ms`: a wedged system.
@@ -53,33 +54,18 @@ impl Handler<Request<Nap>> for Wedgy {
     }
 }
 
-/// A `wedgy` instance served on a thread of its own until the returned sender is dropped.
+/// A `wedgy` instance served on a thread of its own (a [`ServiceThread`]) until dropped.
 struct Instance {
     id: String,
-    admin: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    admin: SocketAddr,
+    _thread: ServiceThread<()>,
 }
 
 impl Instance {
-    fn start(nats_url: String, consul: ConsulSettings) -> Self {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            System::new().block_on(async move {
+    async fn start(nats_url: String, consul: ConsulSettings) -> Self {
+        let ((id, admin), thread) =
+            ServiceThread::start(Duration::from_secs(20), move |started, stop| async move {
                 let nats = async_nats::connect(nats_url).await.expect("connect");
-                let service = Service::builder("wedgy", "0.1.0")
-                    .endpoint(Endpoint::new::<Wedge>(
-                        "wedge",
-                        "wedgy.wedge",
-                        Supervised::local(|| Wedgy),
-                    ))
-                    .endpoint(
-                        Endpoint::new::<Nap>("nap", "wedgy.nap", Supervised::local(|| Wedgy))
-                            .max_in_flight(1),
-                    )
-                    .build()
-                    .expect("definition");
                 let (service_settings, admin) =
                     (ServiceSettings::default(), AdminSettings::default());
                 let settings = RuntimeSettings {
@@ -88,110 +74,60 @@ impl Instance {
                     consul: &consul,
                 };
                 let on_start = |s: &courier_runtime::Started<'_>| {
-                    ready_tx
-                        .send((s.running.id().to_owned(), s.admin))
-                        .expect("test waits");
+                    started.send((s.running.id().to_owned(), s.admin));
                 };
                 let registry = prometheus::Registry::new();
-                serve(service, nats, settings, &registry, on_start, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serves and drains");
-            });
-        });
-        let (id, admin) = ready_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("instance starts");
+                serve(wedgy(), nats, settings, &registry, on_start, stop)
+                    .await
+                    .expect("serves and drains");
+            })
+            .await;
         Self {
             id,
             admin,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// The `wedgy` service: `wedge` blocks the actor system, `nap` holds its single slot.
+fn wedgy() -> Service {
+    Service::builder("wedgy", "0.1.0")
+        .endpoint(Endpoint::new::<Wedge>(
+            "wedge",
+            "wedgy.wedge",
+            Supervised::local(|| Wedgy),
+        ))
+        .endpoint(
+            Endpoint::new::<Nap>("nap", "wedgy.nap", Supervised::local(|| Wedgy)).max_in_flight(1),
+        )
+        .build()
+        .expect("definition")
 }
 
-fn consul_settings(consul: &TestConsul) -> ConsulSettings {
-    ConsulSettings {
-        addr: consul.url(),
-        check_interval: Duration::from_secs(1),
-        ttl: Duration::from_secs(2),
-        ..ConsulSettings::default()
-    }
-}
-
-async fn check_status(consul: &Consul, id: &str, check: &str) -> Option<CheckStatus> {
-    let checks = consul.checks(id).await.ok()?;
-    checks.into_iter().find(|(c, _)| c == check).map(|(_, s)| s)
-}
-
-async fn is_healthy(consul: &Consul, service: &str, id: &str) -> bool {
-    match consul.healthy(service, None, Duration::from_secs(1)).await {
-        Ok((_, instances)) => instances.iter().any(|i| i.id == id),
-        Err(_) => false,
-    }
-}
-
+/// Waits until Consul lists the `wedgy` instance `id` as healthy.
 async fn until_healthy(consul: &Consul, id: &str, within: Duration, what: &str) {
-    eventually(within, what, || async {
-        is_healthy(consul, "wedgy", id).await.then_some(())
-    })
-    .await;
+    testing::until_healthy(consul, "wedgy", within, what, |now| has_id(now, id)).await;
 }
 
-async fn until_check(
-    consul: &Consul,
-    id: &str,
-    check: &str,
-    status: CheckStatus,
-    within: Duration,
-    what: &str,
-) {
-    eventually(within, what, || async {
-        (check_status(consul, id, check).await == Some(status)).then_some(())
-    })
-    .await;
+/// Whether Consul lists the `wedgy` instance `id` as healthy now (not when it does not answer).
+async fn is_healthy(consul: &Consul, id: &str) -> bool {
+    healthy(consul, "wedgy")
+        .await
+        .is_ok_and(|now| has_id(&now, id))
 }
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("admin listener answers");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        text.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    courier_testkit::http_get(addr, path, &[], Duration::from_secs(30))
+        .expect("admin listener answers")
 }
 
 #[tokio::test]
 async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer() {
     let (nats, consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     let client = Consul::new(&settings).unwrap();
-    let instance = Instance::start(nats.url(), settings.clone());
+    let instance = Instance::start(nats.url(), settings.clone()).await;
     until_healthy(
         &client,
         &instance.id,
@@ -230,9 +166,9 @@ async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer(
 #[tokio::test]
 async fn an_instance_at_its_in_flight_limit_stays_ready_and_registered() {
     let (nats, consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     let client = Consul::new(&settings).unwrap();
-    let instance = Instance::start(nats.url(), settings);
+    let instance = Instance::start(nats.url(), settings).await;
     until_healthy(&client, &instance.id, Duration::from_secs(10), "registered").await;
     // One 4 s nap fills the nap endpoint's single slot.
     let caller = async_nats::connect(nats.url()).await.unwrap();
@@ -258,15 +194,15 @@ async fn an_instance_at_its_in_flight_limit_stays_ready_and_registered() {
         check_status(&client, &instance.id, &http_check_id(&instance.id)).await,
         Some(CheckStatus::Passing)
     );
-    assert!(is_healthy(&client, "wedgy", &instance.id).await);
+    assert!(is_healthy(&client, &instance.id).await);
 }
 
 #[tokio::test]
 async fn a_wedged_actor_system_turns_the_ttl_check_critical_while_http_still_answers() {
     let (nats, consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     let client = Consul::new(&settings).unwrap();
-    let instance = Instance::start(nats.url(), settings);
+    let instance = Instance::start(nats.url(), settings).await;
     let ttl = ttl_check_id(&instance.id);
     until_check(
         &client,
@@ -299,7 +235,7 @@ async fn a_wedged_actor_system_turns_the_ttl_check_critical_while_http_still_ans
         "liveness sees the wedged system"
     );
     assert!(
-        !is_healthy(&client, "wedgy", &instance.id).await,
+        !is_healthy(&client, &instance.id).await,
         "resolution stops returning it"
     );
     wedge
@@ -320,9 +256,9 @@ async fn a_wedged_actor_system_turns_the_ttl_check_critical_while_http_still_ans
 #[tokio::test]
 async fn with_consul_down_at_start_the_instance_serves_and_registers_once_consul_is_back() {
     let (nats, mut consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     consul.stop();
-    let instance = Instance::start(nats.url(), settings.clone());
+    let instance = Instance::start(nats.url(), settings.clone()).await;
     let nats_client = async_nats::connect(nats.url()).await.unwrap();
     let ping = nats_client
         .request(format!("$SRV.PING.wedgy.{}", instance.id), "".into())
@@ -342,9 +278,9 @@ async fn with_consul_down_at_start_the_instance_serves_and_registers_once_consul
 #[tokio::test]
 async fn a_consul_restarted_mid_run_has_the_instance_healthy_again() {
     let (nats, mut consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     let client = Consul::new(&settings).unwrap();
-    let instance = Instance::start(nats.url(), settings);
+    let instance = Instance::start(nats.url(), settings).await;
     until_healthy(
         &client,
         &instance.id,
@@ -366,9 +302,9 @@ async fn a_consul_restarted_mid_run_has_the_instance_healthy_again() {
 #[tokio::test]
 async fn an_instance_removed_behind_its_back_registers_again() {
     let (nats, consul) = (TestNats::start(), TestConsul::start());
-    let settings = consul_settings(&consul);
+    let settings = testing::settings(&consul, "");
     let client = Consul::new(&settings).unwrap();
-    let instance = Instance::start(nats.url(), settings);
+    let instance = Instance::start(nats.url(), settings).await;
     until_healthy(
         &client,
         &instance.id,
@@ -392,12 +328,9 @@ async fn an_instance_removed_behind_its_back_registers_again() {
 async fn an_acl_agent_takes_the_registration_with_the_configured_token_only() {
     let token = "3f1e5e0a-6a2b-4c3d-9e8f-0a1b2c3d4e5f";
     let (nats, consul) = (TestNats::start(), TestConsul::start_with_acl(token));
-    let with_token = ConsulSettings {
-        token: Secret::new(token),
-        ..consul_settings(&consul)
-    };
+    let with_token = testing::settings(&consul, token);
     let admin_client = Consul::new(&with_token).unwrap();
-    let good = Instance::start(nats.url(), with_token);
+    let good = Instance::start(nats.url(), with_token).await;
     until_healthy(
         &admin_client,
         &good.id,
@@ -405,7 +338,7 @@ async fn an_acl_agent_takes_the_registration_with_the_configured_token_only() {
         "the registration with the token",
     )
     .await;
-    let tokenless = Instance::start(nats.url(), consul_settings(&consul));
+    let tokenless = Instance::start(nats.url(), testing::settings(&consul, "")).await;
     // The negative check means something only once the instance has tried: wait until the
     // agent has refused it twice (a first attempt and a retry), then it must not be listed.
     eventually(

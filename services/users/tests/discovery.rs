@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use courier_config::ConsulSettings;
-use courier_discovery::{CheckStatus, Consul, Resolver, Strategy};
+use courier_discovery::testing::{client, has_id, until_check, until_healthy};
+use courier_discovery::{CheckStatus, Resolver, Strategy};
 use courier_testkit::{eventually, TestConsul, TestNats};
 
 fn env(nats: &TestNats, consul: &TestConsul, database: &str) -> Vec<(&'static str, String)> {
@@ -20,21 +20,6 @@ fn env(nats: &TestNats, consul: &TestConsul, database: &str) -> Vec<(&'static st
         ("COURIER_CONSUL__CHECK_INTERVAL", "1s".into()),
         ("COURIER_CONSUL__TTL", "3s".into()),
     ]
-}
-
-fn client(consul: &TestConsul) -> Consul {
-    Consul::new(&ConsulSettings {
-        addr: consul.url(),
-        ..ConsulSettings::default()
-    })
-    .unwrap()
-}
-
-async fn healthy_ids(consul: &Consul) -> HashSet<String> {
-    match consul.healthy("users", None, Duration::from_secs(1)).await {
-        Ok((_, instances)) => instances.into_iter().map(|i| i.id).collect(),
-        Err(_) => HashSet::new(),
-    }
 }
 
 #[tokio::test]
@@ -93,12 +78,13 @@ async fn sigterm_leaves_consul_before_the_nats_subscriptions_stop() {
     let nats_client = async_nats::connect(nats.url()).await.unwrap();
     let id = wait_for_users(&nats_client).await;
     let consul_client = client(&consul);
-    eventually(Duration::from_secs(10), "registration", || async {
-        healthy_ids(&consul_client)
-            .await
-            .contains(&id)
-            .then_some(())
-    })
+    until_healthy(
+        &consul_client,
+        "users",
+        Duration::from_secs(10),
+        "registration",
+        |now| has_id(now, &id),
+    )
     .await;
 
     // Keep the instance busy, so its drain takes a while after SIGTERM.
@@ -132,10 +118,12 @@ async fn sigterm_leaves_consul_before_the_nats_subscriptions_stop() {
     })
     .await;
     bin.terminate();
-    eventually(
+    until_healthy(
+        &consul_client,
+        "users",
         Duration::from_secs(5),
         "the instance to leave Consul",
-        || async { (!healthy_ids(&consul_client).await.contains(&id)).then_some(()) },
+        |now| !has_id(now, &id),
     )
     .await;
     let ping = nats_client
@@ -180,16 +168,13 @@ async fn sigkill_turns_the_instance_critical_within_a_check_interval() {
     bin.child.kill().unwrap();
     let killed = Instant::now();
     let http_check = courier_runtime::http_check_id(&id);
-    eventually(
+    until_check(
+        &consul_client,
+        &id,
+        &http_check,
+        CheckStatus::Critical,
         Duration::from_secs(5),
         "the HTTP check critical",
-        || async {
-            let checks = consul_client.checks(&id).await.ok()?;
-            checks
-                .iter()
-                .any(|(c, s)| *c == http_check && *s == CheckStatus::Critical)
-                .then_some(())
-        },
     )
     .await;
     let critical = killed.elapsed();

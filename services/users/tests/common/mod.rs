@@ -6,27 +6,28 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use courier_actors::service::DrainReport;
 use courier_actors::{CallError, Client, Meta};
 use courier_config::{DatabaseSettings, Secret};
-use courier_testkit::TestNats;
+use courier_testkit::{poll_blocking, ServiceThread, TestNats};
 use courier_users::Settings;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::oneshot;
 
-/// A users service running in this test's actix system.
+/// A users service on a thread of its own (a [`ServiceThread`]) with its own nats-server.
 pub struct InProcess {
+    /// Dropped first (see `Drop`), so the service drains while its NATS server still runs.
+    service: Option<ServiceThread<anyhow::Result<DrainReport>>>,
     pub nats: TestNats,
     pub client: async_nats::Client,
     pub courier: Client,
     pub id: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<anyhow::Result<courier_actors::service::DrainReport>>>,
     /// A folder of the test's own to remove on drop (the SQLite file's).
     pub scratch: Option<PathBuf>,
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
+        drop(self.service.take());
         if let Some(dir) = self.scratch.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -55,30 +56,22 @@ pub async fn start(database: DatabaseSettings) -> InProcess {
     settings.users.hash_workers = 2;
     // No Consul in these tests: the service serves over NATS and says so once.
     settings.consul.register = false;
-    let (stop, stopped) = oneshot::channel();
-    let (started, id) = oneshot::channel();
-    let done = actix_rt::spawn(courier_users::run(
-        settings,
-        move |instance| {
-            let _ = started.send(instance.running.id().to_owned());
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let id = tokio::time::timeout(Duration::from_secs(20), id)
-        .await
-        .expect("users starts in time")
-        .expect("users started");
+    let (id, service) = ServiceThread::start(Duration::from_secs(20), |started, stop| {
+        courier_users::run(
+            settings,
+            move |instance| started.send(instance.running.id().to_owned()),
+            stop,
+        )
+    })
+    .await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let courier = Client::new(client.clone(), Duration::from_secs(10));
     InProcess {
+        service: Some(service),
         nats,
         client,
         courier,
         id,
-        stop: Some(stop),
-        done: Some(done),
         scratch: None,
     }
 }
@@ -111,8 +104,8 @@ impl InProcess {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let report = self.done.take().unwrap().await.unwrap().unwrap();
+        let service = self.service.take().expect("only stop and drop take it");
+        let report = service.stop().await.unwrap();
         assert!(report.complete && report.abandoned == 0, "{report:?}");
     }
 }
@@ -229,21 +222,18 @@ impl Binary {
 
     /// Waits for exit (at most `within`), returning the code and what it logged.
     pub fn wait(mut self, within: Duration) -> (Option<i32>, String) {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), self.log());
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "courier-users did not exit within {within:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exited = poll_blocking(within, Duration::from_millis(20), || {
+            self.child.try_wait().unwrap()
+        });
+        let Some(status) = exited else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "courier-users did not exit within {within:?}:\n{}",
+                self.log()
+            );
+        };
+        (status.code(), self.log())
     }
 }
 
