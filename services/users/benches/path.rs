@@ -1,0 +1,585 @@
+//! The service path under load, every responder in a process of its own on one local
+//! nats-server, measured from one load generator in one run:
+//!
+//! - `bare`: an async-nats responder with a fixed reply (the floor);
+//! - `trivial`: a Courier endpoint whose actor adds two numbers;
+//! - `users.get`, `users.list`: the users service binary on its real database (SQLite, and
+//!   PostgreSQL when one answers at `$COURIER_TEST_POSTGRES_URL`);
+//! - `users.create`: argon2id-bound by design, against the hashing pool size; and `users.get`
+//!   while creates run at full speed (hashing must not starve reads);
+//! - start-up (spawn to ready) and idle RSS of the users binary.
+//!
+//! It prints requests/s, p50 and p99 latency, the responder process's CPU per request (from
+//! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
+//! concurrency.
+//!
+//! Run: `cargo bench -p courier-users --bench path` (about two minutes). Under `cargo test`
+//! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
+//! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get` picks rows.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use courier_testkit::TestNats;
+
+/// Which responder this process is, when the bench runs itself as a child.
+const ROLE: &str = "COURIER_BENCH_ROLE";
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("bare") => responders::bare(),
+        Ok("trivial") => responders::trivial(),
+        Ok(other) => panic!("unknown {ROLE} {other}"),
+        Err(_) => run(),
+    }
+}
+
+/// The responders that are not the users binary, run as children of the bench.
+mod responders {
+    use actix::prelude::*;
+    use courier_actors::{Call, Endpoint, Request, Service, ServiceError, Supervised};
+    use futures::StreamExt;
+    use serde::{Deserialize, Serialize};
+
+    fn url() -> String {
+        std::env::var("NATS_URL").expect("NATS_URL")
+    }
+
+    /// Decode nothing, reply `{"sum":42}`: what NATS itself costs.
+    pub fn bare() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = async_nats::connect(url()).await.expect("connect");
+            let mut sub = client
+                .queue_subscribe("bench.bare", "q".into())
+                .await
+                .expect("subscribe");
+            client.flush().await.expect("flush");
+            println!("ready");
+            while let Some(msg) = sub.next().await {
+                if let Some(reply) = msg.reply {
+                    let _ = client.publish(reply, r#"{"sum":42}"#.into()).await;
+                }
+            }
+        });
+    }
+
+    #[derive(Deserialize, Serialize)]
+    struct Add {
+        a: i64,
+        b: i64,
+    }
+    #[derive(Deserialize, Serialize)]
+    struct Sum {
+        sum: i64,
+    }
+    impl Call for Add {
+        type Reply = Sum;
+        type Error = ServiceError;
+    }
+    struct Adder;
+    impl Actor for Adder {
+        type Context = Context<Self>;
+    }
+    impl Handler<Request<Add>> for Adder {
+        type Result = Result<Sum, ServiceError>;
+        fn handle(&mut self, req: Request<Add>, _: &mut Context<Self>) -> Self::Result {
+            Ok(Sum {
+                sum: req.body.a + req.body.b,
+            })
+        }
+    }
+
+    /// A Courier endpoint with a trivial actor, on the settings a service would have.
+    pub fn trivial() {
+        System::new().block_on(async {
+            let client = async_nats::connect(url()).await.expect("connect");
+            let service = Service::builder("bench", "1.0.0")
+                .endpoint(Endpoint::new::<Add>(
+                    "add",
+                    "bench.trivial",
+                    Supervised::local(|| Adder),
+                ))
+                .build()
+                .expect("definition");
+            let _running = service
+                .start(client, &Default::default(), &prometheus::Registry::new())
+                .await
+                .expect("start");
+            println!("ready");
+            std::future::pending::<()>().await;
+        });
+    }
+}
+
+/// A responder process and its CPU clock.
+struct Responder {
+    child: Child,
+}
+
+impl Responder {
+    fn role(role: &str, nats: &str) -> Self {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        let mut cmd = Command::new(exe);
+        cmd.env(ROLE, role).env("NATS_URL", nats);
+        Self::spawn_and_wait(cmd, |line| line == "ready")
+    }
+
+    fn users(nats: &str, database: &str, hash_workers: usize) -> (Self, Duration) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
+        cmd.env("NATS_URL", nats)
+            .env("DATABASE_URL", database)
+            .env("COURIER_CONSUL__REGISTER", "false")
+            .env("COURIER_USERS__HASH_WORKERS", hash_workers.to_string())
+            .env("COURIER_LOG__FORMAT", "json")
+            .env("RUST_LOG", "info");
+        let started = Instant::now();
+        let me = Self::spawn_and_wait(cmd, |line| line.contains("Service started."));
+        (me, started.elapsed())
+    }
+
+    /// Spawns `cmd` and waits for the line on stdout or stderr that says it serves.
+    fn spawn_and_wait(
+        mut cmd: Command,
+        ready: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a responder");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ready = Arc::new(ready);
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (tx, ready) = (tx.clone(), ready.clone());
+            // Keeps reading to the end, so the child never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if ready(&line) {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the responder starts");
+        Self { child }
+    }
+
+    /// User + system CPU time of the whole process so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND)
+    }
+
+    /// Resident memory, in MiB.
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Clock ticks per second of `/proc` CPU times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Makes the payload of the `i`th request.
+type Payload = Arc<dyn Fn(usize) -> Bytes + Send + Sync>;
+
+struct Point {
+    requests: usize,
+    errors: usize,
+    /// What the first failed request got, to say why.
+    first_error: Option<String>,
+    took: Duration,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Point {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.took.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// `concurrency` callers in a closed loop for `duration`; a reply with an error header counts
+/// as an error.
+async fn load(
+    client: &async_nats::Client,
+    responder: &Responder,
+    subject: &'static str,
+    payload: Payload,
+    concurrency: usize,
+    duration: Duration,
+) -> Point {
+    let cpu_before = responder.cpu();
+    let started = Instant::now();
+    let end = started + duration;
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let callers = (0..concurrency).map(|_| {
+        let (client, payload, counter) = (client.clone(), payload.clone(), counter.clone());
+        tokio::spawn(async move {
+            let (mut latencies, mut errors, mut first) = (Vec::new(), 0usize, None);
+            while Instant::now() < end {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t = Instant::now();
+                match client.request(subject, payload(i)).await {
+                    Ok(msg) if !is_error(&msg) => latencies.push(t.elapsed()),
+                    failed => {
+                        errors += 1;
+                        first.get_or_insert_with(|| match failed {
+                            Ok(msg) => String::from_utf8_lossy(&msg.payload).into_owned(),
+                            Err(e) => e.to_string(),
+                        });
+                    }
+                }
+            }
+            (latencies, errors, first)
+        })
+    });
+    let mut point = Point {
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        took: Duration::ZERO,
+        cpu: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for caller in futures::future::join_all(callers).await {
+        let (latencies, errors, first) = caller.expect("caller task");
+        point.latencies.extend(latencies);
+        point.errors += errors;
+        point.first_error = point.first_error.or(first);
+    }
+    point.took = started.elapsed();
+    point.cpu = responder.cpu().saturating_sub(cpu_before);
+    point.requests = point.latencies.len();
+    point.latencies.sort_unstable();
+    point
+}
+
+fn is_error(msg: &async_nats::Message) -> bool {
+    msg.headers
+        .as_ref()
+        .is_some_and(|h| h.get("Nats-Service-Error-Code").is_some())
+}
+
+fn fixed(body: &'static str) -> Payload {
+    Arc::new(move |_| Bytes::from_static(body.as_bytes()))
+}
+
+fn create_payload(prefix: &'static str) -> Payload {
+    Arc::new(move |i| {
+        Bytes::from(format!(
+            r#"{{"name":"Bench {i}","email":"{prefix}{i}-{}@example.com","password":"correct horse battery"}}"#,
+            std::process::id()
+        ))
+    })
+}
+
+/// Creates `n` users and returns a payload that gets one of them, round-robin.
+async fn seed(client: &async_nats::Client, n: usize, prefix: &'static str) -> Payload {
+    let make = create_payload(prefix);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let reply = client
+            .request("users.create", make(i))
+            .await
+            .expect("seed a user");
+        assert!(
+            !is_error(&reply),
+            "{:?}",
+            String::from_utf8_lossy(&reply.payload)
+        );
+        let user: serde_json::Value = serde_json::from_slice(&reply.payload).expect("a user");
+        ids.push(format!(
+            r#"{{"id":"{}"}}"#,
+            user["id"].as_str().expect("an id")
+        ));
+    }
+    let ids: Arc<[Bytes]> = ids.into_iter().map(Bytes::from).collect();
+    Arc::new(move |i| ids[i % ids.len()].clone())
+}
+
+struct Report {
+    errors: usize,
+    bare: BTreeMap<usize, (f64, Duration)>,
+}
+
+impl Report {
+    fn print_header(duration: Duration) {
+        println!(
+            "service path, {}s per point; rps = requests/s; p50, p99 and service CPU per request in µs; ratios to bare at the same concurrency",
+            duration.as_secs_f64()
+        );
+        println!(
+            "{:>26} {:>5} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+            "target", "conc", "rps", "p50", "p99", "cpu/req", "x bare", "p99/bare"
+        );
+    }
+
+    fn add(&mut self, name: &str, concurrency: usize, point: Point) {
+        if name == "bare" {
+            self.bare
+                .insert(concurrency, (point.rps(), point.percentile(0.99)));
+        }
+        let (ratio, p99_ratio) = match self.bare.get(&concurrency) {
+            Some((rps, p99)) => (
+                format!("{:.2}", point.rps() / rps),
+                format!(
+                    "{:.2}",
+                    point.percentile(0.99).as_secs_f64() / p99.as_secs_f64()
+                ),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{name:>26} {concurrency:>5} {:>8.0} {:>7.0} {:>7.0} {:>8.1} {ratio:>8} {p99_ratio:>8}",
+            point.rps(),
+            point.percentile(0.5).as_secs_f64() * 1e6,
+            point.percentile(0.99).as_secs_f64() * 1e6,
+            point.cpu_per_request(),
+        );
+        if let Some(error) = &point.first_error {
+            println!("{:>26} {} errors, the first: {error}", "", point.errors);
+        }
+        self.errors += point.errors;
+    }
+}
+
+/// A fresh PostgreSQL database for the bench, dropped at the end; `None` when none answers.
+struct PgDb {
+    admin: String,
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
+                .await
+                .ok()?
+                .ok()?;
+        let name = format!("courier_bench_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .ok()?;
+        Some(Self { admin, name })
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+
+    async fn drop_db(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+fn run() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (duration, default_levels, seeded): (Duration, &[usize], usize) = if full {
+        (Duration::from_secs(3), &[1, 16, 64, 256], 100)
+    } else {
+        (Duration::from_millis(100), &[1, 16], 4)
+    };
+    let levels: Vec<usize> = std::env::var("COURIER_BENCH_LEVELS")
+        .map(|v| v.split(',').filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| default_levels.to_vec());
+    let only = std::env::var("COURIER_BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| name.starts_with(o) || name == "bare")
+    };
+    let nats = TestNats::start();
+    let scratch = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));
+    let sqlite = format!("sqlite://{}/users.db", scratch.display());
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect load");
+        let mut report = Report {
+            errors: 0,
+            bare: BTreeMap::new(),
+        };
+        Report::print_header(duration);
+        let bare = Responder::role("bare", &nats.url());
+        let trivial = Responder::role("trivial", &nats.url());
+        let (users, ready_in) = Responder::users(&nats.url(), &sqlite, cores);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle_rss = users.rss_mib();
+        let get = seed(&client, seeded, "get").await;
+        let list = fixed(r#"{"limit":10}"#);
+        let add = fixed(r#"{"a":20,"b":22}"#);
+        // Warm every path once.
+        for (responder, subject, payload) in [
+            (&bare, "bench.bare", add.clone()),
+            (&trivial, "bench.trivial", add.clone()),
+            (&users, "users.get", get.clone()),
+        ] {
+            load(&client, responder, subject, payload, 4, duration / 2).await;
+        }
+        for &c in &levels {
+            let targets = [
+                ("bare", &bare, "bench.bare", add.clone()),
+                ("trivial endpoint", &trivial, "bench.trivial", add.clone()),
+                ("users.get sqlite", &users, "users.get", get.clone()),
+                ("users.list sqlite", &users, "users.list", list.clone()),
+            ];
+            for (name, responder, subject, payload) in targets {
+                if wanted(name) {
+                    let point = load(&client, responder, subject, payload, c, duration).await;
+                    report.add(name, c, point);
+                }
+            }
+        }
+        // One users instance at a time: they share the subjects and queue group.
+        drop(users);
+        if wanted("users.create") {
+            creates_and_reads(&client, &nats, &scratch, &levels, duration, &mut report).await;
+        }
+        if wanted("users.get postgres") || wanted("users.list postgres") {
+            postgres(&client, &nats, &levels, duration, seeded, &mut report).await;
+        }
+        println!("users start-up (spawn to serving): {ready_in:?}; idle RSS: {idle_rss:.1} MiB");
+        report
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert_eq!(
+        report.errors, 0,
+        "every request is answered without an error"
+    );
+    if !full {
+        println!("quick smoke; run `cargo bench -p courier-users --bench path` for figures");
+    }
+}
+
+/// Creates against the hashing pool size, then reads while creates run at full speed.
+async fn creates_and_reads(
+    client: &async_nats::Client,
+    nats: &TestNats,
+    scratch: &std::path::Path,
+    levels: &[usize],
+    duration: Duration,
+    report: &mut Report,
+) {
+    let create_level = levels.iter().copied().max().unwrap_or(16).min(32);
+    for pool in [1, 2] {
+        let url = format!("sqlite://{}/creates-{pool}.db", scratch.display());
+        let (users, _) = Responder::users(&nats.url(), &url, pool);
+        let point = load(
+            client,
+            &users,
+            "users.create",
+            create_payload("c"),
+            create_level,
+            duration,
+        )
+        .await;
+        report.add(&format!("users.create pool={pool}"), create_level, point);
+        drop(users);
+    }
+    // Reads at 64 beside creates at full speed on a pool of 2 (the cores of this machine).
+    let url = format!("sqlite://{}/mixed.db", scratch.display());
+    let (users, _) = Responder::users(&nats.url(), &url, 2);
+    let get = seed(client, 8, "mixed").await;
+    let reads = 64.min(levels.iter().copied().max().unwrap_or(64));
+    let alone = load(client, &users, "users.get", get.clone(), reads, duration).await;
+    report.add("users.get alone", reads, alone);
+    let creating = load(
+        client,
+        &users,
+        "users.create",
+        create_payload("m"),
+        16,
+        duration,
+    );
+    let reading = load(client, &users, "users.get", get, reads, duration);
+    let (created, read) = futures::future::join(creating, reading).await;
+    report.add("users.get beside creates", reads, read);
+    report.add("users.create beside reads", 16, created);
+}
+
+async fn postgres(
+    client: &async_nats::Client,
+    nats: &TestNats,
+    levels: &[usize],
+    duration: Duration,
+    seeded: usize,
+    report: &mut Report,
+) {
+    let Some(db) = PgDb::create().await else {
+        println!("PostgreSQL: none answers at $COURIER_TEST_POSTGRES_URL; rows skipped");
+        return;
+    };
+    let (users, _) = Responder::users(&nats.url(), &db.url(), 2);
+    let get = seed(client, seeded, "pg").await;
+    let list = fixed(r#"{"limit":10}"#);
+    for &c in levels {
+        for (name, subject, payload) in [
+            ("users.get postgres", "users.get", get.clone()),
+            ("users.list postgres", "users.list", list.clone()),
+        ] {
+            let point = load(client, &users, subject, payload, c, duration).await;
+            report.add(name, c, point);
+        }
+    }
+    drop(users);
+    db.drop_db().await;
+}
