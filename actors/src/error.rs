@@ -222,9 +222,12 @@ pub enum Error {
         #[source]
         source: async_nats::SubscribeError,
     },
-    /// The new subscriptions could not be flushed to the server at start.
-    #[error("cannot flush the subscriptions to NATS: {0}")]
-    Flush(#[source] async_nats::client::FlushError),
+    /// The server did not confirm the new subscriptions at start.
+    #[error("NATS did not confirm the subscriptions within {waited:?}")]
+    RoundTrip {
+        /// How long we waited.
+        waited: Duration,
+    },
 }
 
 #[cfg(test)]

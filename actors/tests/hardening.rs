@@ -729,3 +729,40 @@ async fn an_event_handler_past_its_time_limit_is_cancelled_and_counted() {
     .await;
     assert!(!text.contains(r#"outcome="ok""#), "{text}");
 }
+
+// Start-up: "started" means the server knows every subscription.
+
+#[actix_rt::test]
+async fn a_caller_on_another_connection_is_answered_the_moment_start_returns() {
+    let nats = TestNats::start();
+    let caller = async_nats::connect(nats.url()).await.unwrap();
+    for i in 0..40 {
+        let server = async_nats::connect(nats.url()).await.unwrap();
+        let subject = format!("fresh{i}.echo");
+        let service = Service::builder(format!("fresh{i}"), "0.1.0")
+            .endpoint(Endpoint::new::<Echo>(
+                "echo",
+                subject.clone(),
+                Hard(Tally::default()).start(),
+            ))
+            .build()
+            .unwrap();
+        let _running = service
+            .start(
+                server,
+                &ServiceSettings::default(),
+                &prometheus::Registry::new(),
+            )
+            .await
+            .unwrap();
+        let reply = request(
+            &caller,
+            &subject,
+            HeaderMap::new(),
+            r#"{"text":"x"}"#,
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(reply.is_ok(), "service {i}: {reply:?}");
+    }
+}

@@ -44,6 +44,25 @@ pub(super) async fn subscribe(
     })
 }
 
+/// How long the server may take to echo a message back at start.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Returns once the server has processed everything `nats` sent before (subscriptions
+/// included): a message to an inbox of our own comes back only after them, since the server
+/// handles a connection's protocol in order. (`flush` only empties the client's buffer.)
+pub(super) async fn round_trip(nats: &async_nats::Client) -> Result<(), Error> {
+    let inbox = nats.new_inbox();
+    let mut echo = subscribe(nats, &inbox, None).await?;
+    let sent = nats.publish(inbox.clone(), Bytes::new()).await;
+    let echoed = tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo.next()).await;
+    match (sent, echoed) {
+        (Ok(()), Ok(Some(_))) => Ok(()),
+        _ => Err(Error::RoundTrip {
+            waited: ROUND_TRIP_TIMEOUT,
+        }),
+    }
+}
+
 /// Takes requests until told to stop, then drains the subscription: what the server already
 /// sent is still handled, and the loop ends when the stream has ended and every request it
 /// admitted has been answered.

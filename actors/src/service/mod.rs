@@ -128,8 +128,10 @@ impl Service {
             nats.clone(),
             metrics,
         ));
-        intake.flush().await.map_err(Error::Flush)?;
-        nats.flush().await.map_err(Error::Flush)?;
+        // The server must know every subscription before we say we serve: a caller that asks
+        // at once must not get "no responders".
+        bridge::round_trip(&intake).await?;
+        bridge::round_trip(&nats).await?;
         tracing::info!(service = %shared.name, id = %shared.id, version = %shared.version, "Service started.");
         Ok(Running {
             shared,
