@@ -5,8 +5,9 @@
 //! connection's worker thread and the caller woken with the rows: two thread hand-offs, each
 //! a context switch that costs more than the query, and under load most of the service's
 //! CPU. Blocking the caller's thread for the query instead is cheaper, and bounded: in WAL
-//! mode (sqlx's default for SQLite) a reader never waits for a writer, and the busy time-out
-//! below only covers the rare moments SQLite itself needs (a WAL checkpoint's reset).
+//! mode (which [`super::Store::connect`] sets) a reader never waits for a writer, and the
+//! busy time-out below only covers the rare moments SQLite itself needs (recovering the WAL
+//! index after a crash).
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -203,8 +203,25 @@ impl Store {
             file: sqlite_file(&url).map(Arc::new),
             last_prune: Arc::default(),
         };
+        if store.file.is_some() {
+            store.use_wal().await?;
+        }
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Puts a SQLite file in WAL mode (it stays so): readers then never wait for a writer,
+    /// which the reads on the calling thread ([`local`]) rely on, and a read takes no file
+    /// lock calls beyond the shared one. sqlx leaves the journal mode as it is unless told.
+    async fn use_wal(&self) -> Result<(), StoreError> {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::Connect)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "SQLite refused WAL mode; reads may wait for writes.");
+        }
+        Ok(())
     }
 
     /// Applies each migration not yet recorded, all in one transaction that first takes the
@@ -512,4 +529,27 @@ fn sqlite_create_mode(url: &str) -> Result<String, StoreError> {
     } else {
         format!("{url}&mode=rwc")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sqlite_file_is_put_in_wal_mode() {
+        let dir = std::env::temp_dir().join(format!("courier-store-wal-{}", std::process::id()));
+        let url = format!("sqlite://{}/users.db", dir.display());
+        let settings = DatabaseSettings {
+            url: courier_config::Secret::new(url),
+            max_connections: 2,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode.to_ascii_lowercase(), "wal");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
