@@ -51,6 +51,28 @@ async fn json_without_content_type_answers_json_and_echoes_the_request_id() {
 }
 
 #[actix_rt::test]
+async fn a_request_without_headers_gets_a_bare_json_reply() {
+    let t = start().await;
+    let reply = t
+        .client
+        .request("calc.add", Bytes::from_static(br#"{"a": 2, "b": 40}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply.payload).unwrap(),
+        json!({"sum": 42})
+    );
+    assert!(reply.headers.is_none(), "{:?}", reply.headers);
+    // An error still carries the NATS micro error headers.
+    let reply = t
+        .client
+        .request("calc.add", Bytes::from_static(b"not json"))
+        .await
+        .unwrap();
+    assert_eq!(header_of(&reply, header::SERVICE_ERROR_CODE), Some("400"));
+}
+
+#[actix_rt::test]
 async fn msgpack_requests_get_msgpack_replies() {
     let t = start().await;
     let client = Client::new(t.client.clone(), Duration::from_secs(5));

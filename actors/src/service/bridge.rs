@@ -136,7 +136,9 @@ async fn accept<'a>(
                 codec,
                 request_id,
             };
-            reply.send(nats, headers, encode_error(codec, &error)).await;
+            reply
+                .send(nats, Some(headers), encode_error(codec, &error))
+                .await;
             None
         }
     }
@@ -167,10 +169,16 @@ async fn handle(
     let (result, unfinished) = run(ep, &msg, requested, meta).await;
     ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
+        // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
+        // NATS micro services answer: headers it did not ask for would cost every hop bytes
+        // and parsing. Errors always carry them (the micro protocol's error headers).
         Ok(payload) => {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, codec.content_type());
-            headers.insert(header::REQUEST_ID, request_id.as_str());
+            let headers = msg.headers.is_some().then(|| {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, codec.content_type());
+                headers.insert(header::REQUEST_ID, request_id.as_str());
+                headers
+            });
             (headers, payload)
         }
         Err(error) => {
@@ -178,7 +186,7 @@ async fn handle(
             ep.stats.failed(error.code, &error.message);
             log_failure(ep, &request_id, &error);
             (
-                error_headers(codec, &request_id, &error),
+                Some(error_headers(codec, &request_id, &error)),
                 encode_error(codec, &error),
             )
         }
@@ -332,12 +340,14 @@ struct Reply {
 impl Reply {
     /// Publishes the reply. One the server would refuse as too large is replaced by a small
     /// 500, so the caller always hears back instead of waiting for its time-out.
-    async fn send(self, nats: &async_nats::Client, headers: HeaderMap, payload: Bytes) {
+    async fn send(self, nats: &async_nats::Client, headers: Option<HeaderMap>, payload: Bytes) {
         let size = payload.len();
-        let Err(error) = nats
-            .publish_with_headers(self.subject.clone(), headers, payload)
-            .await
-        else {
+        let subject = self.subject.clone();
+        let sent = match headers {
+            Some(headers) => nats.publish_with_headers(subject, headers, payload).await,
+            None => nats.publish(subject, payload).await,
+        };
+        let Err(error) = sent else {
             return;
         };
         if error.kind() != PublishErrorKind::MaxPayloadExceeded {

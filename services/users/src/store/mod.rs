@@ -213,13 +213,26 @@ impl Store {
     /// Puts a SQLite file in WAL mode (it stays so): readers then never wait for a writer,
     /// which the reads on the calling thread ([`local`]) rely on, and a read takes no file
     /// lock calls beyond the shared one. sqlx leaves the journal mode as it is unless told.
+    /// Switching needs the file to itself: when another instance holds it (two starting at
+    /// once on one file), one of them switches and the other finds WAL already on; if it
+    /// still fails, the service runs on, its reads waiting for writes.
     async fn use_wal(&self) -> Result<(), StoreError> {
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::Connect)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(mode, "SQLite refused WAL mode; reads may wait for writes.");
+        let mode = |sql| sqlx::query_scalar::<_, String>(sql).fetch_one(&self.pool);
+        if mode("PRAGMA journal_mode")
+            .await?
+            .eq_ignore_ascii_case("wal")
+        {
+            return Ok(());
+        }
+        match mode("PRAGMA journal_mode = WAL").await {
+            Ok(now) if now.eq_ignore_ascii_case("wal") => {}
+            Ok(now) => tracing::warn!(
+                mode = now,
+                "SQLite kept its journal mode; reads may wait for writes."
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "SQLite could not switch to WAL; reads may wait for writes.")
+            }
         }
         Ok(())
     }
