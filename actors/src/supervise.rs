@@ -6,6 +6,9 @@
 //! bridge answers those requests 500 at once, and `Supervised` starts a fresh actor from its
 //! factory, so the next request is served.
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -46,20 +49,45 @@ where
     }
 }
 
-/// A pool of actors of one type, picked round-robin, each restarted from the factory after a
-/// crash. Cloning shares the pool.
+/// A pool of actors of one type, each restarted from the factory after a crash: a fixed set
+/// picked round-robin, or one per thread that sends to it. Cloning shares the pool.
 pub struct Supervised<A: Actor> {
-    members: Arc<[Arc<Member<A>>]>,
+    members: Members<A>,
     next: Arc<AtomicUsize>,
+}
+
+enum Members<A: Actor> {
+    Fixed(Arc<[Arc<Member<A>>]>),
+    /// One member on each thread that dispatches, made there on first use; `pool` tells this
+    /// pool's members apart from other pools' in the thread's registry.
+    PerThread {
+        pool: usize,
+        start: Arc<dyn Fn() -> Addr<A> + Send + Sync>,
+    },
 }
 
 impl<A: Actor> Clone for Supervised<A> {
     fn clone(&self) -> Self {
+        let members = match &self.members {
+            Members::Fixed(members) => Members::Fixed(members.clone()),
+            Members::PerThread { pool, start } => Members::PerThread {
+                pool: *pool,
+                start: start.clone(),
+            },
+        };
         Self {
-            members: self.members.clone(),
+            members,
             next: self.next.clone(),
         }
     }
+}
+
+/// Numbers per-thread pools.
+static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's members of per-thread pools, by pool number (each an `Arc<Member<A>>`).
+    static PER_THREAD: RefCell<HashMap<usize, Box<dyn Any>>> = RefCell::new(HashMap::new());
 }
 
 struct Member<A: Actor> {
@@ -113,6 +141,27 @@ where
         Self::from_members(vec![Member::new(Box::new(start), false)])
     }
 
+    /// One actor on each thread that sends to the pool, started on that thread's arbiter the
+    /// first time: with a service's workers ([`courier_config::ServiceSettings::workers`]) each
+    /// request is handled on the thread that took it, never handed to another. For actors
+    /// whose state is per instance or shared through their fields (an `Arc`, a pool), not for
+    /// state that must live in one actor. Dispatch only from threads with an actix arbiter
+    /// (the bridge's workers are).
+    pub fn per_thread(factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
+        let factory = Arc::new(factory);
+        let start = move || {
+            let factory = factory.clone();
+            A::start_in_arbiter(&Arbiter::current(), move |_| factory())
+        };
+        Self {
+            members: Members::PerThread {
+                pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+                start: Arc::new(start),
+            },
+            next: Arc::default(),
+        }
+    }
+
     /// `size` actors, each on an arbiter thread of its own.
     pub fn on_arbiters(size: usize, factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
         let factory = Arc::new(factory);
@@ -156,19 +205,39 @@ where
 impl<A: Actor> Supervised<A> {
     fn from_members(members: Vec<Arc<Member<A>>>) -> Self {
         Self {
-            members: members.into(),
+            members: Members::Fixed(members.into()),
             next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// How many actors the pool has.
-    pub fn size(&self) -> usize {
-        self.members.len()
+    /// How many actors the pool has (for a per-thread pool, on the threads that used it so
+    /// far cannot be counted from here: `None`).
+    pub fn size(&self) -> Option<usize> {
+        match &self.members {
+            Members::Fixed(members) => Some(members.len()),
+            Members::PerThread { .. } => None,
+        }
     }
 
     fn pick(&self) -> Arc<Member<A>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
-        self.members[i].clone()
+        match &self.members {
+            Members::Fixed(members) => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % members.len();
+                members[i].clone()
+            }
+            Members::PerThread { pool, start } => PER_THREAD.with(|registry| {
+                let mut registry = registry.borrow_mut();
+                let member = registry.entry(*pool).or_insert_with(|| {
+                    let start = start.clone();
+                    Box::new(Member::new(Box::new(move || start()), false))
+                });
+                // Invariant: entries under this pool's number are only ever made just above.
+                member
+                    .downcast_ref::<Arc<Member<A>>>()
+                    .expect("a per-thread member of this pool's actor type")
+                    .clone()
+            }),
+        }
     }
 }
 

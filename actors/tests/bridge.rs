@@ -511,7 +511,7 @@ async fn a_pool_on_arbiters_spreads_requests_over_its_actors() {
     let nats = courier_testkit::TestNats::start();
     let client = connect(&nats).await;
     let pool = Supervised::on_arbiters(3, || Member(rand_id()));
-    assert_eq!(pool.size(), 3);
+    assert_eq!(pool.size(), Some(3));
     let _running = Service::builder("pool", "1.0.0")
         .endpoint(Endpoint::new::<Who>("who", "pool.who", pool))
         .build()
@@ -534,6 +534,66 @@ async fn a_pool_on_arbiters_spreads_requests_over_its_actors() {
         );
     }
     assert_eq!(seen.len(), 3, "round-robin over three actors: {seen:?}");
+}
+
+/// Answers with the name of the thread that handled it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct Where {}
+impl courier_actors::Call for Where {
+    type Reply = String;
+    type Error = courier_actors::ServiceError;
+}
+struct Here;
+impl actix::Actor for Here {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<courier_actors::Request<Where>> for Here {
+    type Result = Result<String, courier_actors::ServiceError>;
+    fn handle(&mut self, _: courier_actors::Request<Where>, _: &mut Self::Context) -> Self::Result {
+        Ok(format!("{:?}", std::thread::current().id()))
+    }
+}
+
+#[actix_rt::test]
+async fn two_workers_handle_requests_on_two_threads_with_an_actor_each() {
+    use courier_actors::{Endpoint, Service, Supervised};
+    let t = start().await;
+    let starts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let here = Supervised::per_thread({
+        let starts = starts.clone();
+        move || {
+            starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Here
+        }
+    });
+    let settings = courier_config::ServiceSettings {
+        workers: 2,
+        ..Default::default()
+    };
+    let running = Service::builder("where", "0.1.0")
+        .endpoint(Endpoint::new::<Where>("where", "where.am.i", here))
+        .build()
+        .unwrap()
+        .start(t.client.clone(), &settings, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    let client = Client::new(t.client.clone(), Duration::from_secs(5));
+    let meta = Meta::root();
+    let threads: std::collections::HashSet<String> = futures::future::join_all(
+        (0..64).map(|_| client.call::<_, String>("where.am.i", &Where {}, &meta)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    assert_eq!(
+        starts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one actor per worker thread"
+    );
+    let report = running.stop(Duration::from_secs(1)).await;
+    assert!(report.complete, "{report:?}");
 }
 
 fn rand_id() -> u64 {

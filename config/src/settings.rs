@@ -118,7 +118,23 @@ pub struct ServiceSettings {
     /// Events received but not yet handled, per subscription; past it new events are dropped,
     /// counted and logged (core NATS events are at most once).
     pub event_buffer: usize,
+    /// Threads that take and handle requests, each with its own subscriptions; 0 means one per
+    /// core.
+    pub workers: usize,
 }
+
+impl ServiceSettings {
+    /// How many workers to run: `workers`, or one per core when it is 0.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// More workers than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 
 impl Default for ServiceSettings {
     fn default() -> Self {
@@ -128,6 +144,7 @@ impl Default for ServiceSettings {
             queue_group: "q".to_owned(),
             handler_timeout: Duration::from_secs(30),
             event_buffer: 1024,
+            workers: 0,
         }
     }
 }
@@ -150,6 +167,13 @@ impl Validate for ServiceSettings {
         }
         positive("service.drain_grace", self.drain_grace)?;
         positive("service.handler_timeout", self.handler_timeout)?;
+        if self.workers > MAX_WORKERS {
+            return Err(Invalid::new(
+                "service.workers",
+                self.workers,
+                format!("must be at most {MAX_WORKERS} (0 means one per core)"),
+            ));
+        }
         if self.event_buffer == 0 || self.event_buffer > MAX_IN_FLIGHT {
             return Err(Invalid::new(
                 "service.event_buffer",

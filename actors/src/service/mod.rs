@@ -4,6 +4,7 @@
 mod bridge;
 mod endpoint;
 mod running;
+mod workers;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -96,19 +97,26 @@ impl Service {
         // If a subscription below fails, dropping `stop` makes the loops already spawned drain
         // and end: nothing is left serving half a service.
         let (stop, stopped) = watch::channel(false);
+        let workers = workers::Workers::start(settings.workers());
+        // With several workers, the instance subject is shared among them like the endpoint
+        // subject: a queue group of the instance's own.
+        let own_group = (workers.count() > 1).then_some(shared.id.as_str());
         let mut loops = Vec::new();
         for ep in &shared.endpoints {
-            let queued = bridge::subscribe(&intake, &ep.subject, ep.queue_group.as_deref()).await?;
-            let own_subject = instance_subject(&shared.id, &ep.subject);
-            let own = bridge::subscribe(&intake, &own_subject, None).await?;
-            let serve = bridge::serve_endpoint(
-                ep.clone(),
-                vec![queued, own],
-                nats.clone(),
-                metrics.clone(),
-                stopped.clone(),
-            );
-            loops.push(tokio::spawn(serve));
+            for worker in 0..workers.count() {
+                let queued =
+                    bridge::subscribe(&intake, &ep.subject, ep.queue_group.as_deref()).await?;
+                let own_subject = instance_subject(&shared.id, &ep.subject);
+                let own = bridge::subscribe(&intake, &own_subject, own_group).await?;
+                let serve = bridge::serve_endpoint(
+                    ep.clone(),
+                    vec![queued, own],
+                    nats.clone(),
+                    metrics.clone(),
+                    stopped.clone(),
+                );
+                loops.push(workers.spawn(worker, serve).await);
+            }
         }
         for s in subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);
@@ -139,6 +147,7 @@ impl Service {
             stop,
             loops,
             srv_loop,
+            workers,
         })
     }
 

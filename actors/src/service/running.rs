@@ -112,6 +112,7 @@ pub struct Running {
     pub(super) stop: watch::Sender<bool>,
     pub(super) loops: Vec<JoinHandle<()>>,
     pub(super) srv_loop: JoinHandle<()>,
+    pub(super) workers: super::workers::Workers,
 }
 
 /// How long the last flush of replies may take. With the server away, async-nats would wait
@@ -234,6 +235,7 @@ impl Running {
             loops.iter().for_each(JoinHandle::abort);
         }
         self.srv_loop.abort();
+        self.workers.stop();
         let flushed = flush(&self.nats).await;
         let report = DrainReport {
             complete: finished && flushed,

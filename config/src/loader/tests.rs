@@ -302,3 +302,32 @@ fn credentials_in_the_nats_url_are_read_back_for_the_connection() {
         })
     );
 }
+
+#[test]
+fn workers_default_to_one_per_core_and_refuse_absurd_counts() {
+    let s: Settings = env(&[]).load().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(s.service.workers, 0);
+    assert_eq!(s.service.workers(), cores);
+    let s: Settings = env(&[("COURIER_SERVICE__WORKERS", "3")]).load().unwrap();
+    assert_eq!(s.service.workers(), 3);
+    let err = env(&[("COURIER_SERVICE__WORKERS", "100000")])
+        .load::<Settings>()
+        .unwrap_err();
+    assert_eq!(err.invalid().unwrap().key, "service.workers");
+}
+
+#[test]
+fn the_handler_time_limit_and_event_buffer_are_validated() {
+    for (var, value, key) in [
+        (
+            "COURIER_SERVICE__HANDLER_TIMEOUT",
+            "0s",
+            "service.handler_timeout",
+        ),
+        ("COURIER_SERVICE__EVENT_BUFFER", "0", "service.event_buffer"),
+    ] {
+        let err = env(&[(var, value)]).load::<Settings>().unwrap_err();
+        assert_eq!(err.invalid().unwrap().key, key, "{err}");
+    }
+}

@@ -100,16 +100,24 @@ mod responders {
     pub fn trivial() {
         System::new().block_on(async {
             let client = async_nats::connect(url()).await.expect("connect");
+            let workers: usize = std::env::var("COURIER_SERVICE__WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(1);
             let service = Service::builder("bench", "1.0.0")
                 .endpoint(Endpoint::new::<Add>(
                     "add",
-                    "bench.trivial",
-                    Supervised::local(|| Adder),
+                    format!("bench.trivial.{workers}"),
+                    Supervised::per_thread(|| Adder),
                 ))
                 .build()
                 .expect("definition");
+            let settings = courier_config::ServiceSettings {
+                workers,
+                ..Default::default()
+            };
             let _running = service
-                .start(client, &Default::default(), &prometheus::Registry::new())
+                .start(client, &settings, &prometheus::Registry::new())
                 .await
                 .expect("start");
             println!("ready");
@@ -124,16 +132,19 @@ struct Responder {
 }
 
 impl Responder {
-    fn role(role: &str, nats: &str) -> Self {
+    fn role(role: &str, nats: &str, workers: usize) -> Self {
         let exe = std::env::current_exe().expect("the bench's own path");
         let mut cmd = Command::new(exe);
-        cmd.env(ROLE, role).env("NATS_URL", nats);
+        cmd.env(ROLE, role)
+            .env("NATS_URL", nats)
+            .env("COURIER_SERVICE__WORKERS", workers.to_string());
         Self::spawn_and_wait(cmd, |line| line == "ready")
     }
 
-    fn users(nats: &str, database: &str, hash_workers: usize) -> (Self, Duration) {
+    fn users(nats: &str, database: &str, hash_workers: usize, workers: usize) -> (Self, Duration) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
         cmd.env("NATS_URL", nats)
+            .env("COURIER_SERVICE__WORKERS", workers.to_string())
             .env("DATABASE_URL", database)
             .env("COURIER_CONSUL__REGISTER", "false")
             .env("COURIER_USERS__HASH_WORKERS", hash_workers.to_string())
@@ -459,9 +470,10 @@ fn run() {
             bare: BTreeMap::new(),
         };
         Report::print_header(duration);
-        let bare = Responder::role("bare", &nats.url());
-        let trivial = Responder::role("trivial", &nats.url());
-        let (users, ready_in) = Responder::users(&nats.url(), &sqlite, cores);
+        let bare = Responder::role("bare", &nats.url(), 1);
+        let trivial_1 = Responder::role("trivial", &nats.url(), 1);
+        let trivial_2 = Responder::role("trivial", &nats.url(), 2);
+        let (users, ready_in) = Responder::users(&nats.url(), &sqlite, cores, 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = users.rss_mib();
         let get = seed(&client, seeded, "get").await;
@@ -470,7 +482,8 @@ fn run() {
         // Warm every path once.
         for (responder, subject, payload) in [
             (&bare, "bench.bare", add.clone()),
-            (&trivial, "bench.trivial", add.clone()),
+            (&trivial_1, "bench.trivial.1", add.clone()),
+            (&trivial_2, "bench.trivial.2", add.clone()),
             (&users, "users.get", get.clone()),
         ] {
             load(&client, responder, subject, payload, 4, duration / 2).await;
@@ -478,13 +491,40 @@ fn run() {
         for &c in &levels {
             let targets = [
                 ("bare", &bare, "bench.bare", add.clone()),
-                ("trivial endpoint", &trivial, "bench.trivial", add.clone()),
-                ("users.get sqlite", &users, "users.get", get.clone()),
-                ("users.list sqlite", &users, "users.list", list.clone()),
+                (
+                    "trivial endpoint 1w",
+                    &trivial_1,
+                    "bench.trivial.1",
+                    add.clone(),
+                ),
+                (
+                    "trivial endpoint 2w",
+                    &trivial_2,
+                    "bench.trivial.2",
+                    add.clone(),
+                ),
+                ("users.get sqlite 1w", &users, "users.get", get.clone()),
+                ("users.list sqlite 1w", &users, "users.list", list.clone()),
             ];
             for (name, responder, subject, payload) in targets {
                 if wanted(name) {
                     let point = load(&client, responder, subject, payload, c, duration).await;
+                    report.add(name, c, point);
+                }
+            }
+        }
+        // One users instance at a time: they share the subjects and queue group. The same
+        // file again, with two workers.
+        drop(users);
+        let (users, _) = Responder::users(&nats.url(), &sqlite, cores, 2);
+        load(&client, &users, "users.get", get.clone(), 4, duration / 2).await;
+        for &c in &levels {
+            for (name, subject, payload) in [
+                ("users.get sqlite 2w", "users.get", get.clone()),
+                ("users.list sqlite 2w", "users.list", list.clone()),
+            ] {
+                if wanted(name) {
+                    let point = load(&client, &users, subject, payload, c, duration).await;
                     report.add(name, c, point);
                 }
             }
@@ -522,7 +562,7 @@ async fn creates_and_reads(
     let create_level = levels.iter().copied().max().unwrap_or(16).min(32);
     for pool in [1, 2] {
         let url = format!("sqlite://{}/creates-{pool}.db", scratch.display());
-        let (users, _) = Responder::users(&nats.url(), &url, pool);
+        let (users, _) = Responder::users(&nats.url(), &url, pool, 0);
         let point = load(
             client,
             &users,
@@ -537,7 +577,7 @@ async fn creates_and_reads(
     }
     // Reads at 64 beside creates at full speed on a pool of 2 (the cores of this machine).
     let url = format!("sqlite://{}/mixed.db", scratch.display());
-    let (users, _) = Responder::users(&nats.url(), &url, 2);
+    let (users, _) = Responder::users(&nats.url(), &url, 2, 0);
     let get = seed(client, 8, "mixed").await;
     let reads = 64.min(levels.iter().copied().max().unwrap_or(64));
     let alone = load(client, &users, "users.get", get.clone(), reads, duration).await;
@@ -568,7 +608,7 @@ async fn postgres(
         println!("PostgreSQL: none answers at $COURIER_TEST_POSTGRES_URL; rows skipped");
         return;
     };
-    let (users, _) = Responder::users(&nats.url(), &db.url(), 2);
+    let (users, _) = Responder::users(&nats.url(), &db.url(), 2, 0);
     let get = seed(client, seeded, "pg").await;
     let list = fixed(r#"{"limit":10}"#);
     for &c in levels {

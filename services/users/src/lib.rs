@@ -48,7 +48,7 @@ pub async fn run(
         events: Client::new(nats.main.clone(), settings.nats.request_timeout),
         max_page_size: settings.users.max_page_size,
     };
-    let actor = Supervised::local(move || actor::UsersActor(users.clone()));
+    let actor = Supervised::per_thread(move || actor::UsersActor(users.clone()));
     let service = endpoints::service(actor).build()?;
     let runtime = RuntimeSettings {
         service: &settings.service,
