@@ -145,6 +145,9 @@ impl Responder {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
         cmd.env("NATS_URL", nats)
             .env("COURIER_SERVICE__WORKERS", workers.to_string())
+            // The load, not the in-flight limit, is what is measured: a caller's next request
+            // can arrive before the slot of its last one is given back.
+            .env("COURIER_SERVICE__MAX_IN_FLIGHT", "4096")
             .env("DATABASE_URL", database)
             .env("COURIER_CONSUL__REGISTER", "false")
             .env("COURIER_USERS__HASH_WORKERS", hash_workers.to_string())

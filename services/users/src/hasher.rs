@@ -28,8 +28,22 @@ pub struct Verify {
 /// The sync actor that does the work.
 pub struct Hasher;
 
+/// The niceness of hashing threads (0 is normal, 19 the lowest). Hashing is slow by design
+/// and saturates its threads under a burst of sign-ups; at normal priority it would take the
+/// cores from the workers that serve reads, whose answers take microseconds. Lowered, it gets
+/// whatever the workers leave, which is nearly everything while reads are few.
+const HASHING_NICENESS: i32 = 10;
+
 impl Actor for Hasher {
     type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut SyncContext<Self>) {
+        // A thread id is a process id for setpriority on Linux: this lowers this thread only.
+        let thread = rustix::thread::gettid();
+        if let Err(error) = rustix::process::setpriority_process(Some(thread), HASHING_NICENESS) {
+            tracing::warn!(%error, "Could not lower the hashing thread's priority.");
+        }
+    }
 }
 
 impl Handler<Hash> for Hasher {
@@ -112,6 +126,25 @@ mod tests {
         assert_ne!(
             hash("same password").unwrap(),
             hash("same password").unwrap()
+        );
+    }
+
+    #[actix_rt::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        let hasher = HasherHandle::start(1);
+        // The first hash has started the thread; its priority is read back from /proc.
+        hasher.hash("warm".into()).await.unwrap();
+        let niceness: Vec<i64> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                fields.get(16)?.parse().ok()
+            })
+            .collect();
+        assert!(
+            niceness.contains(&i64::from(HASHING_NICENESS)),
+            "a thread at niceness {HASHING_NICENESS}: {niceness:?}"
         );
     }
 
