@@ -3,6 +3,7 @@
 
 mod bridge;
 mod endpoint;
+mod events;
 mod running;
 mod workers;
 
@@ -121,12 +122,12 @@ impl Service {
         for s in subscriptions {
             let group = s.queue_group.resolve(&settings.queue_group);
             let sub = bridge::subscribe(&intake, &s.subject, group.as_deref()).await?;
-            let limits = bridge::EventLimits {
+            let limits = events::EventLimits {
                 concurrency: settings.max_in_flight,
                 buffer: s.buffer.unwrap_or(settings.event_buffer),
                 timeout: s.timeout.unwrap_or(settings.handler_timeout),
             };
-            let serve = bridge::serve_events(s, sub, limits, metrics.clone(), stopped.clone());
+            let serve = events::serve_events(s, sub, limits, metrics.clone(), stopped.clone());
             loops.push(tokio::spawn(serve));
         }
         let srv = bridge::subscribe_srv(&nats, &shared).await?;

@@ -14,6 +14,10 @@
 //! commit (when its deadline has passed).
 
 mod local;
+mod migrate;
+mod write;
+
+pub use write::Write;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,46 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_config::DatabaseSettings;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection as _, Row, Transaction};
-
-/// Schema changes, in order. Never edit one that has shipped: add the next. One statement each
-/// (PostgreSQL prepares them, and a prepared statement holds one).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "create users",
-        "CREATE TABLE IF NOT EXISTS users (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        email TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )",
-    ),
-    (
-        2,
-        "create idempotency keys",
-        "CREATE TABLE IF NOT EXISTS idempotency_keys (
-        request_id TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        reply TEXT NOT NULL,
-        created_at BIGINT NOT NULL,
-        PRIMARY KEY (request_id, endpoint)
-    )",
-    ),
-    (
-        3,
-        "index idempotency keys by age",
-        "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)",
-    ),
-];
-
-/// The PostgreSQL advisory lock that serialises migrations across instances starting at once
-/// ("courier" in ASCII): any constant works, as long as nothing else in the database uses it.
-const MIGRATION_LOCK: i64 = 0x0063_6f75_7269_6572;
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 /// How long the reply of a write is kept for retries under the same request id. Far longer
 /// than any caller retries, short enough that the table stays small.
@@ -210,78 +177,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Puts a SQLite file in WAL mode (it stays so): readers then never wait for a writer,
-    /// which the reads on the calling thread ([`local`]) rely on, and a read takes no file
-    /// lock calls beyond the shared one. sqlx leaves the journal mode as it is unless told.
-    /// Switching needs the file to itself: when another instance holds it (two starting at
-    /// once on one file), one of them switches and the other finds WAL already on; if it
-    /// still fails, the service runs on, its reads waiting for writes.
-    async fn use_wal(&self) -> Result<(), StoreError> {
-        let mode = |sql| sqlx::query_scalar::<_, String>(sql).fetch_one(&self.pool);
-        if mode("PRAGMA journal_mode")
-            .await?
-            .eq_ignore_ascii_case("wal")
-        {
-            return Ok(());
-        }
-        match mode("PRAGMA journal_mode = WAL").await {
-            Ok(now) if now.eq_ignore_ascii_case("wal") => {}
-            Ok(now) => tracing::warn!(
-                mode = now,
-                "SQLite kept its journal mode; reads may wait for writes."
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "SQLite could not switch to WAL; reads may wait for writes.")
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies each migration not yet recorded, all in one transaction that first takes the
-    /// database's lock for migrations, because several instances may start at once on one
-    /// database: PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent
-    /// one (both may pass the check and one fails on `pg_type`), so the instances queue on an
-    /// advisory lock; SQLite takes its write lock up front (`BEGIN IMMEDIATE`) rather than
-    /// fail a read-to-write upgrade with "database is locked". Under the lock each migration
-    /// is claimed by inserting its row, and applied only if the claim inserted it.
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
-            let mut tx = conn.begin().await?;
-            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            tx
-        } else {
-            conn.begin_with("BEGIN IMMEDIATE").await?
-        };
-        sqlx::query("CREATE TABLE IF NOT EXISTS courier_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
-        for &(version, name, sql) in MIGRATIONS {
-            let failed = |source| StoreError::Migrate {
-                version,
-                name,
-                source,
-            };
-            let claimed = sqlx::query(
-                "INSERT INTO courier_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-            )
-            .bind(version)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if claimed.rows_affected() == 1 {
-                sqlx::query(sql).execute(&mut *tx).await.map_err(failed)?;
-                tracing::info!(version, name, "Migration applied.");
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The reply of the write done under `key`, if one committed.
     pub async fn reply<R: DeserializeOwned>(
         &self,
@@ -399,89 +294,6 @@ impl Store {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// A write in progress under its [`WriteKey`]: changes, then [`Write::record`] of the reply,
-/// then [`Write::commit`]. Dropped without a commit, it rolls back, key included.
-#[derive(Debug)]
-pub struct Write {
-    tx: Transaction<'static, Any>,
-    request_id: String,
-    endpoint: String,
-}
-
-impl Write {
-    /// Inserts a user; [`StoreError::Duplicate`] when the email is taken.
-    pub async fn insert(&mut self, row: &UserRow) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.email)
-        .bind(&row.password_hash)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(duplicate_or_query)?;
-        Ok(())
-    }
-
-    /// Sets the given columns only, in one statement, so that concurrent updates of other
-    /// columns are kept; the row as it is now, or `None` when there is no such user.
-    /// [`StoreError::Duplicate`] when the new email is taken.
-    pub async fn update(&mut self, change: &UserChange) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), \
-             password_hash = COALESCE($3, password_hash), updated_at = $4 \
-             WHERE id = $5 RETURNING {COLUMNS}"
-        ))
-        .bind(&change.name)
-        .bind(&change.email)
-        .bind(&change.password_hash)
-        .bind(&change.updated_at)
-        .bind(&change.id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(duplicate_or_query)?;
-        row.map(from_row).transpose()
-    }
-
-    /// Deletes the user with `id`; `false` when there is none.
-    pub async fn delete(&mut self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Stores `reply` as what every retry under this write's key gets.
-    pub async fn record<R: Serialize>(&mut self, reply: &R) -> Result<(), StoreError> {
-        let json = serde_json::to_string(reply).map_err(StoreError::Reply)?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET reply = $1 WHERE request_id = $2 AND endpoint = $3",
-        )
-        .bind(json)
-        .bind(&self.request_id)
-        .bind(&self.endpoint)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Makes the changes, key and reply included, durable.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-
-    /// Undoes the changes, key included, now rather than when the connection is next used.
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        self.tx.rollback().await?;
-        Ok(())
     }
 }
 
