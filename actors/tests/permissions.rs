@@ -13,34 +13,12 @@ use actix::prelude::*;
 use bytes::Bytes;
 use courier_actors::{Call, Endpoint, Request, Running, Service, ServiceError, Supervised};
 use courier_config::ServiceSettings;
-use courier_testkit::{eventually, workspace_root, TestNats};
+use courier_testkit::{eventually, ops_config, ops_password, TestNats, OPS_PASSWORDS};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-/// The password variables `ops/nats/authorization.conf` reads, with test values (letters and
-/// digits, starting with a letter, as the file asks).
-const PASSWORDS: [(&str, &str); 4] = [
-    ("COURIER_NATS_ADMIN_PASSWORD", "adminPw1"),
-    ("COURIER_NATS_SERVICE_PASSWORD", "servicePw1"),
-    ("COURIER_NATS_GATEWAY_PASSWORD", "gatewayPw1"),
-    ("COURIER_NATS_GUEST_PASSWORD", "guestPw1"),
-];
-
 /// How long a check may take: generous, since waits end as soon as the condition holds.
 const WITHIN: Duration = Duration::from_secs(5);
-
-fn config_path() -> PathBuf {
-    workspace_root().join("ops/nats/nats-server.conf")
-}
-
-fn password_of(user: &str) -> &'static str {
-    let var = format!("COURIER_NATS_{}_PASSWORD", user.to_ascii_uppercase());
-    PASSWORDS
-        .iter()
-        .find(|(name, _)| *name == var)
-        .map(|(_, password)| *password)
-        .unwrap_or_else(|| panic!("no test password for {user}"))
-}
 
 /// `users.list` for the test: the reply is the number of requests handled so far.
 #[derive(Debug, Deserialize, Serialize)]
@@ -121,16 +99,7 @@ impl Drop for Bus {
 impl Bus {
     async fn start() -> Self {
         let store = std::env::temp_dir().join(format!("courier-permissions-{}", nuid::next()));
-        let config = config_path();
-        let nats = TestNats::start_with_env_and_args(
-            &PASSWORDS,
-            &[
-                "-c",
-                config.to_str().expect("a UTF-8 path"),
-                "-sd",
-                store.to_str().expect("a UTF-8 path"),
-            ],
-        );
+        let nats = TestNats::start_with_ops_config(&store);
         let service = connect(&nats, "service").await;
         let handled = Arc::new(AtomicUsize::new(0));
         let directory = Supervised::local({
@@ -174,7 +143,7 @@ async fn connect(nats: &TestNats, user: &str) -> Connection {
     let seen = violations.clone();
     let client = async_nats::ConnectOptions::with_user_and_password(
         user.to_owned(),
-        password_of(user).to_owned(),
+        ops_password(user).to_owned(),
     )
     .request_timeout(Some(Duration::from_secs(2)))
     .event_callback(move |event| {
@@ -230,20 +199,20 @@ async fn subscribe_confirmed(
 fn the_shipped_configuration_is_valid_and_needs_every_password() {
     let check = |env: &[(&str, &str)]| {
         std::process::Command::new(courier_testkit::tool("nats-server"))
-            .args(["-c", config_path().to_str().unwrap(), "-t"])
+            .args(["-c", ops_config().to_str().unwrap(), "-t"])
             .env_clear()
             .envs(env.iter().copied())
             .output()
             .expect("run nats-server -t")
     };
-    let all = check(&PASSWORDS);
+    let all = check(&OPS_PASSWORDS);
     assert!(
         all.status.success(),
         "{}",
         String::from_utf8_lossy(&all.stderr)
     );
     // A missing password stops the server: it never starts with an account open to anyone.
-    let without_guest = check(&PASSWORDS[..3]);
+    let without_guest = check(&OPS_PASSWORDS[..3]);
     assert!(!without_guest.status.success());
     let stderr = String::from_utf8_lossy(&without_guest.stderr);
     assert!(stderr.contains("COURIER_NATS_GUEST_PASSWORD"), "{stderr}");

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 pub use consul::TestConsul;
 pub use http::http_get;
-pub use nats::TestNats;
+pub use nats::{ops_config, ops_password, TestNats, OPS_PASSWORDS};
 pub use service::ServiceThread;
 pub use wait::{eventually, poll_blocking};
 

@@ -1,8 +1,32 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Test passwords for the users of the shipped `ops/nats/authorization.conf` (letters and
+/// digits, starting with a letter, as the file asks), as the variables it reads.
+pub const OPS_PASSWORDS: [(&str, &str); 4] = [
+    ("COURIER_NATS_ADMIN_PASSWORD", "adminPw1"),
+    ("COURIER_NATS_SERVICE_PASSWORD", "servicePw1"),
+    ("COURIER_NATS_GATEWAY_PASSWORD", "gatewayPw1"),
+    ("COURIER_NATS_GUEST_PASSWORD", "guestPw1"),
+];
+
+/// The shipped server configuration with users and permissions, `ops/nats/nats-server.conf`.
+pub fn ops_config() -> PathBuf {
+    crate::workspace_root().join("ops/nats/nats-server.conf")
+}
+
+/// The test password of an `ops/nats` user (`admin`, `service`, `gateway`, `guest`).
+pub fn ops_password(user: &str) -> &'static str {
+    let var = format!("COURIER_NATS_{}_PASSWORD", user.to_ascii_uppercase());
+    OPS_PASSWORDS
+        .iter()
+        .find(|(name, _)| *name == var)
+        .map(|(_, password)| *password)
+        .unwrap_or_else(|| panic!("no test password for {user}"))
+}
 
 /// A real `nats-server` on a free loopback port, owned by the test: killed and reaped on drop.
 pub struct TestNats {
@@ -37,6 +61,19 @@ impl TestNats {
             }
         }
         panic!("could not start nats-server: {last_error}");
+    }
+
+    /// Starts a server running the shipped configuration ([`ops_config`]) with the test
+    /// passwords ([`OPS_PASSWORDS`]), its JetStream data in `store`.
+    pub fn start_with_ops_config(store: &Path) -> Self {
+        let config = ops_config();
+        let args = [
+            "-c",
+            config.to_str().expect("a UTF-8 path"),
+            "-sd",
+            store.to_str().expect("a UTF-8 path"),
+        ];
+        Self::start_with_env_and_args(&OPS_PASSWORDS, &args)
     }
 
     /// Starts a server on a given port (to restart one on the port its clients know).

@@ -7,28 +7,11 @@ use courier_runtime::nats::{connect, NATS_EVENTS};
 use courier_runtime::RuntimeError;
 use std::time::Duration;
 
-use courier_testkit::{eventually, workspace_root, TestNats};
-
-const PASSWORDS: [(&str, &str); 4] = [
-    ("COURIER_NATS_ADMIN_PASSWORD", "adminPw1"),
-    ("COURIER_NATS_SERVICE_PASSWORD", "servicePw1"),
-    ("COURIER_NATS_GATEWAY_PASSWORD", "gatewayPw1"),
-    ("COURIER_NATS_GUEST_PASSWORD", "guestPw1"),
-];
+use courier_testkit::{eventually, ops_password, TestNats};
 
 fn server() -> (TestNats, std::path::PathBuf) {
     let store = std::env::temp_dir().join(format!("courier-runtime-nats-{}", std::process::id()));
-    let config = workspace_root().join("ops/nats/nats-server.conf");
-    let nats = TestNats::start_with_env_and_args(
-        &PASSWORDS,
-        &[
-            "-c",
-            config.to_str().expect("a UTF-8 path"),
-            "-sd",
-            store.to_str().expect("a UTF-8 path"),
-        ],
-    );
-    (nats, store)
+    (TestNats::start_with_ops_config(&store), store)
 }
 
 fn settings(nats: &TestNats, user: &str, password: &str) -> NatsSettings {
@@ -42,9 +25,13 @@ fn settings(nats: &TestNats, user: &str, password: &str) -> NatsSettings {
 async fn credentials_in_the_url_open_both_connections_and_their_events_are_counted() {
     let (nats, store) = server();
     let registry = prometheus::Registry::new();
-    let connections = connect(&settings(&nats, "service", "servicePw1"), "test", &registry)
-        .await
-        .expect("the service user connects");
+    let connections = connect(
+        &settings(&nats, "service", ops_password("service")),
+        "test",
+        &registry,
+    )
+    .await
+    .expect("the service user connects");
     // The service user may serve: requests from main to a subscription on the intake, until
     // the server has the subscription.
     let mut sub = connections.intake.subscribe("users.ping").await.unwrap();
