@@ -167,7 +167,8 @@ pub async fn serve(
     });
 
     shutdown.await;
-    // One deadline for the whole way out: even with NATS or Consul gone, the process ends.
+    // The way out ends by one deadline even with NATS or Consul gone: leaving is bounded by
+    // LEAVE_TIMEOUT, the drain by its grace plus a short flush, and closing gets what is left.
     let deadline = tokio::time::Instant::now()
         + settings.service.drain_grace
         + settings.consul.leave_delay
