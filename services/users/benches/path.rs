@@ -17,6 +17,11 @@
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
 //! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get` picks rows.
 
+/// The allocator Courier's service binaries use (see `services/users/src/main.rs`): the
+/// responders this bench runs as its own children are measured as a service would run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
