@@ -20,12 +20,14 @@
 //! # Layout
 //! - [`codec`] — JSON / MessagePack by `Content-Type` (pure).
 //! - [`error`] — the wire error and the crate's error enums.
-//! - [`meta`] — request id, trace context and deadline headers (pure).
-//! - [`message`] — `Call`, `Request<M>`, `Event<E>`: what actors see.
-//! - [`supervise`] — `Dispatch` and `Supervised`, actors that are restarted after a crash.
+//! - [`meta`] — request id, trace context, time budget and cancellation (pure).
+//! - [`message`] — `Call`, `Request<M>`, `Event<E>`: what actors see; `Request::serve` runs a
+//!   handler's work until the bridge gives up on it.
+//! - [`supervise`] — `Dispatch` and `Supervised`, actors that are restarted after a crash, in
+//!   a fixed pool or one per worker thread.
 //! - [`micro`] — the `$SRV` subjects and replies (pure).
 //! - [`stats`] — per-endpoint counters, in-flight limits and their Prometheus metrics.
-//! - [`service`] — the builder, the bridge loops and drain.
+//! - [`service`] — the builder, the bridge and event loops on their worker threads, drain.
 //! - [`client`] — calls and events out.
 //!
 //! # Must not depend on
