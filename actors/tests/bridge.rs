@@ -218,6 +218,50 @@ async fn a_panicking_handler_answers_500_at_once_and_the_actor_is_restarted() {
 }
 
 #[actix_rt::test]
+async fn a_panicking_per_thread_actor_is_restarted_on_its_thread() {
+    use courier_actors::{Endpoint, Service, Supervised};
+    let t = start().await;
+    let courier = Client::new(t.client.clone(), Duration::from_secs(5));
+    let calc = Supervised::per_thread({
+        let courier = courier.clone();
+        move || Calc::new(courier.clone())
+    });
+    let settings = courier_config::ServiceSettings {
+        workers: 1,
+        ..Default::default()
+    };
+    let _running = Service::builder("percalc", "0.1.0")
+        .endpoint(Endpoint::new::<Count>(
+            "count",
+            "percalc.count",
+            calc.clone(),
+        ))
+        .endpoint(Endpoint::new::<Panic>("panic", "percalc.panic", calc))
+        .build()
+        .unwrap()
+        .start(t.client.clone(), &settings, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    for expected in 1..=3u64 {
+        let n: u64 = courier
+            .call("percalc.count", &Count {}, &Meta::root())
+            .await
+            .unwrap();
+        assert_eq!(n, expected, "one actor on the one worker thread");
+    }
+    let err = courier
+        .call::<_, ()>("percalc.panic", &Panic {}, &Meta::root())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), 500, "{err}");
+    let after: u64 = courier
+        .call("percalc.count", &Count {}, &Meta::root())
+        .await
+        .unwrap();
+    assert_eq!(after, 1, "a fresh actor on the same thread counts from one");
+}
+
+#[actix_rt::test]
 async fn a_panicking_sync_actor_answers_500_and_its_thread_is_replaced() {
     let t = start().await;
     let client = Client::new(t.client.clone(), Duration::from_secs(5));
