@@ -8,6 +8,7 @@
 //! into false 504s. `Courier-Deadline` (absolute, Unix milliseconds) is written beside it for
 //! people reading headers, and read only from callers that send no budget.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
@@ -63,7 +64,7 @@ impl Meta {
     /// A new root: fresh request id and trace, no deadline (for work that starts here).
     pub fn root() -> Self {
         Self {
-            request_id: nuid::next().to_string(),
+            request_id: new_request_id(),
             trace: TraceContext::new_root(),
             deadline: None,
             cancel: CancellationToken::new(),
@@ -84,7 +85,7 @@ impl Meta {
         let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
         let request_id = match get(header::REQUEST_ID) {
             Some(id) if !id.is_empty() => id.to_owned(),
-            _ => nuid::next().to_string(),
+            _ => new_request_id(),
         };
         let trace = get(header::TRACEPARENT)
             .and_then(TraceContext::parse)
@@ -139,6 +140,15 @@ impl Meta {
         }
         headers
     }
+}
+
+/// A fresh request id: a NUID from this thread's own generator (nuid's global one sits behind a
+/// mutex that every worker would take for every request without an id).
+pub(crate) fn new_request_id() -> String {
+    thread_local! {
+        static IDS: RefCell<nuid::NUID> = const { RefCell::new(nuid::NUID::new()) };
+    }
+    IDS.with(|ids| ids.borrow_mut().next().to_string())
 }
 
 fn parse_budget(value: &str) -> Result<Duration, HeaderError> {
@@ -364,6 +374,15 @@ mod tests {
         let err = Meta::from_headers(Some(&headers(&[(header::TIMEOUT_MS, &long)]))).unwrap_err();
         assert_eq!(err.name, header::TIMEOUT_MS);
         assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn request_ids_from_threads_of_their_own_are_distinct() {
+        let ids: std::collections::HashSet<String> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..1000).map(|_| new_request_id()).collect::<Vec<_>>()))
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4000);
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn request_id(msg: &Message) -> String {
         .and_then(|h| h.get(header::REQUEST_ID))
         .map(|v| v.as_str().trim().to_owned())
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| nuid::next().to_string())
+        .unwrap_or_else(crate::meta::new_request_id)
 }
 
 /// The longest `Nats-Service-Error` header value: a one-line summary; the body has the rest.
