@@ -83,10 +83,7 @@ impl Meta {
     /// run work the caller no longer waits for or refuse work it does.
     pub fn from_headers(headers: Option<&HeaderMap>) -> Result<Self, HeaderError> {
         let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
-        let request_id = match get(header::REQUEST_ID) {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => new_request_id(),
-        };
+        let request_id = request_id(headers);
         let trace = get(header::TRACEPARENT)
             .and_then(TraceContext::parse)
             .map(|parent| parent.child())
@@ -140,6 +137,16 @@ impl Meta {
         }
         headers
     }
+}
+
+/// The request's id: its `X-Request-Id` (trimmed), or a fresh one when it has none. Also
+/// used where the rest of the headers may be malformed, so an error reply still echoes it.
+pub(crate) fn request_id(headers: Option<&HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get(header::REQUEST_ID))
+        .map(|v| v.as_str().trim())
+        .filter(|id| !id.is_empty())
+        .map_or_else(new_request_id, str::to_owned)
 }
 
 /// A fresh request id: a NUID from this thread's own generator (nuid's global one sits behind a

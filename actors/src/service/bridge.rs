@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{EndpointRuntime, Shared};
 use crate::error::truncate;
-use crate::meta::{header, HeaderError};
+use crate::meta::{header, request_id, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
 use crate::{Codec, Error, Meta, ServiceError};
@@ -126,7 +126,7 @@ async fn accept<'a>(
                 ep.name
             ));
             ep.stats.failed(error.code, &error.message);
-            let (codec, request_id) = (reply_codec(&msg), request_id(&msg));
+            let (codec, request_id) = (reply_codec(&msg), request_id(msg.headers.as_ref()));
             let mut headers = error_headers(codec, &request_id, &error);
             headers.insert(header::RETRY_AFTER_MS, RETRY_AFTER_MS);
             let reply = Reply {
@@ -161,7 +161,7 @@ async fn handle(
     // The id the handler sees is the id the reply echoes, even when it was made up here.
     let request_id = match &meta {
         Ok(meta) => meta.request_id.clone(),
-        Err(_) => request_id(&msg),
+        Err(_) => request_id(msg.headers.as_ref()),
     };
     let cancel_on_drop = meta.as_ref().ok().map(CancelOnDrop::new);
     let (result, unfinished) = run(ep, &msg, requested, meta).await;
@@ -295,15 +295,6 @@ fn content_type(msg: &Message) -> Option<&str> {
 /// The codec of the reply: the request's, or JSON when the request's is unknown.
 pub(super) fn reply_codec(msg: &Message) -> Codec {
     Codec::from_content_type(content_type(msg)).unwrap_or_default()
-}
-
-fn request_id(msg: &Message) -> String {
-    msg.headers
-        .as_ref()
-        .and_then(|h| h.get(header::REQUEST_ID))
-        .map(|v| v.as_str().trim().to_owned())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(crate::meta::new_request_id)
 }
 
 /// The longest `Nats-Service-Error` header value: a one-line summary; the body has the rest.
