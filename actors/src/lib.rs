@@ -26,6 +26,8 @@
 //! - [`supervise`] — `Dispatch` and `Supervised`, actors that are restarted after a crash, in
 //!   a fixed pool or one per worker thread.
 //! - [`micro`] — the `$SRV` subjects and replies (pure).
+//! - [`route`] — HTTP routes declared next to endpoints, carried in `$SRV.INFO` metadata for
+//!   the gateway (pure; this crate serves no HTTP).
 //! - [`stats`] — per-endpoint counters, in-flight limits and their Prometheus metrics.
 //! - [`service`] — the builder, the bridge and event loops on their worker threads, drain.
 //! - [`client`] — calls and events out.
@@ -40,6 +42,7 @@ pub mod error;
 pub mod message;
 pub mod meta;
 pub mod micro;
+pub mod route;
 pub mod service;
 pub mod stats;
 pub mod supervise;
@@ -48,7 +51,8 @@ pub use client::Client;
 pub use codec::Codec;
 pub use error::{CallError, Error, ServiceError};
 pub use message::{Call, Cancelled, Event, Request};
-pub use meta::Meta;
+pub use meta::{Caller, Meta};
+pub use route::{Access, Method, Route};
 pub use service::{
     instance_subject, Connections, DrainReport, Endpoint, Monitor, Running, Service,
     ServiceBuilder, Subscription,

@@ -35,6 +35,61 @@ pub mod header {
     pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
     /// How long a refused caller should wait before trying again, in milliseconds.
     pub const RETRY_AFTER_MS: &str = "Retry-After-Ms";
+    /// The verified subject (user id) of the end user a request is made for, set by the
+    /// gateway from a checked token; absent on calls from inside.
+    pub const AUTH_SUBJECT: &str = "Courier-Auth-Subject";
+    /// That user's roles, comma-separated.
+    pub const AUTH_ROLES: &str = "Courier-Auth-Roles";
+}
+
+/// The end user a request is made for, as the gateway verified it from a token.
+///
+/// NATS permissions, not this type, decide who may set the headers: the gateway strips them
+/// from HTTP requests and sets them from the token, and a caller without claims is a service
+/// inside the system, which is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    /// The token's `sub`: the user id.
+    pub subject: String,
+    /// The token's roles.
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Reads `Courier-Auth-Subject` and `Courier-Auth-Roles`; `None` without a subject.
+    fn from_headers(headers: Option<&HeaderMap>) -> Option<Self> {
+        let headers = headers?;
+        let subject = headers.get(header::AUTH_SUBJECT)?.as_str().trim();
+        if subject.is_empty() {
+            return None;
+        }
+        let roles = headers
+            .get(header::AUTH_ROLES)
+            .map(|v| v.as_str())
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Some(Self {
+            subject: subject.to_owned(),
+            roles,
+        })
+    }
+
+    /// Writes the two headers.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(header::AUTH_SUBJECT, self.subject.as_str());
+        if !self.roles.is_empty() {
+            headers.insert(header::AUTH_ROLES, self.roles.join(",").as_str());
+        }
+    }
 }
 
 /// What a handler knows about the request it serves, and passes on to the calls it makes.
@@ -47,6 +102,9 @@ pub struct Meta {
     pub trace: TraceContext,
     /// When the caller stops waiting, on this host's monotonic clock, if it said.
     pub deadline: Option<Instant>,
+    /// The end user the request is made for, when it came through the gateway with a token;
+    /// `None` for calls from inside the system. Carried on to outgoing calls.
+    pub caller: Option<Caller>,
     cancel: CancellationToken,
 }
 
@@ -67,6 +125,7 @@ impl Meta {
             request_id: new_request_id(),
             trace: TraceContext::new_root(),
             deadline: None,
+            caller: None,
             cancel: CancellationToken::new(),
         }
     }
@@ -97,6 +156,7 @@ impl Meta {
             request_id,
             trace,
             deadline,
+            caller: Caller::from_headers(headers),
             cancel: CancellationToken::new(),
         })
     }
@@ -134,6 +194,9 @@ impl Meta {
             headers.insert(header::TIMEOUT_MS, left.as_millis().to_string().as_str());
             let absolute = unix_millis(SystemTime::now() + left);
             headers.insert(header::DEADLINE, absolute.to_string().as_str());
+        }
+        if let Some(caller) = &self.caller {
+            caller.write_headers(&mut headers);
         }
         headers
     }
@@ -390,6 +453,26 @@ mod tests {
             .flat_map(|t| t.join().unwrap())
             .collect();
         assert_eq!(ids.len(), 4000);
+    }
+
+    #[test]
+    fn the_caller_is_read_from_its_headers_and_carried_on() {
+        let meta = Meta::from_headers(Some(&headers(&[
+            (header::AUTH_SUBJECT, "u1"),
+            (header::AUTH_ROLES, "admin, ops,"),
+        ])))
+        .unwrap();
+        let caller = meta.caller.clone().unwrap();
+        assert_eq!(caller.subject, "u1");
+        assert_eq!(caller.roles, ["admin", "ops"]);
+        assert!(caller.has_role("admin") && !caller.has_role("root"));
+        let out = meta.outgoing_headers();
+        assert_eq!(out.get(header::AUTH_SUBJECT).unwrap().as_str(), "u1");
+        assert_eq!(out.get(header::AUTH_ROLES).unwrap().as_str(), "admin,ops");
+        assert!(Meta::from_headers(Some(&headers(&[(header::AUTH_SUBJECT, " ")])))
+            .unwrap()
+            .caller
+            .is_none());
     }
 
     #[test]

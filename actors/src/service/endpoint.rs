@@ -12,6 +12,7 @@ use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 
+use crate::route::Route;
 use crate::supervise::Dispatch;
 use crate::{Call, Codec, Event, Meta, Request, ServiceError};
 
@@ -44,6 +45,7 @@ pub struct Endpoint {
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) route: Option<Route>,
     pub(crate) handler: Arc<dyn Handle>,
 }
 
@@ -61,6 +63,7 @@ impl Endpoint {
             metadata: BTreeMap::new(),
             max_in_flight: None,
             timeout: None,
+            route: None,
             handler: Arc::new(Typed {
                 target,
                 request: PhantomData::<fn() -> M>,
@@ -91,6 +94,13 @@ impl Endpoint {
     /// sooner deadline still wins.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Serves the endpoint over HTTP through the gateway too, at `route`. The route travels in
+    /// the endpoint's `$SRV.INFO` metadata ([`crate::route`]).
+    pub fn route(mut self, route: Route) -> Self {
+        self.route = Some(route);
         self
     }
 

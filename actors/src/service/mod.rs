@@ -169,7 +169,7 @@ impl Service {
                     timeout: ep.timeout.unwrap_or(settings.handler_timeout),
                     name: ep.name,
                     subject: ep.subject,
-                    metadata: ep.metadata,
+                    metadata: with_route(ep.metadata, ep.route.as_ref()),
                     handler: ep.handler,
                 })
             })
@@ -230,7 +230,17 @@ impl ServiceBuilder {
         }
         let mut names = HashSet::new();
         let mut subjects = HashSet::new();
+        let mut routes = HashSet::new();
         for ep in &s.endpoints {
+            if let Some(route) = &ep.route {
+                route.validate().map_err(|e| Error::Definition(e.to_string()))?;
+                if !routes.insert((route.method, route.path.as_str())) {
+                    return bad(format!(
+                        "HTTP route {} {} is declared twice",
+                        route.method, route.path
+                    ));
+                }
+            }
             if !micro::valid_name(&ep.name) {
                 return bad(format!(
                     "endpoint name {:?} must be letters, digits, _ or -",
@@ -290,6 +300,15 @@ pub const INSTANCE_PREFIX: &str = "_COURIER";
 /// subject and its queue group. Instance ids are NUIDs: one token, no wildcards.
 pub fn instance_subject(instance_id: &str, subject: &str) -> String {
     format!("{INSTANCE_PREFIX}.{instance_id}.{subject}")
+}
+
+/// An endpoint's metadata with its HTTP route's entries added.
+fn with_route(
+    mut metadata: BTreeMap<String, String>,
+    route: Option<&crate::route::Route>,
+) -> BTreeMap<String, String> {
+    metadata.extend(route.into_iter().flat_map(|r| r.to_metadata()));
+    metadata
 }
 
 /// Tokens separated by dots, none empty, no spaces; wildcards only where allowed.
