@@ -208,7 +208,7 @@ impl Route {
                 break;
             }
             match Segment::parse(raw) {
-                Segment::Literal(lit) if lit.is_empty() => return bad("empty path segment"),
+                Segment::Literal("") => return bad("empty path segment"),
                 Segment::Literal(lit) if !lit.bytes().all(literal_byte) => {
                     return bad("literal segments take letters, digits, - _ . ~ only")
                 }
