@@ -163,6 +163,28 @@ impl Consul {
         Ok((index, entries.into_iter().map(Instance::from).collect()))
     }
 
+    /// Every service the catalog knows, with the union of its instances' tags, and the
+    /// catalog's `X-Consul-Index`. With `index`, a blocking query, as for [`Consul::healthy`].
+    pub async fn services(
+        &self,
+        index: Option<u64>,
+        wait: Duration,
+    ) -> Result<(u64, BTreeMap<String, Vec<String>>), DiscoveryError> {
+        let what = "catalog services";
+        let mut url = self.url(&["v1", "catalog", "services"]);
+        let mut timeout = self.timeout;
+        if let (Some(index), false) = (index, wait.is_zero()) {
+            url.query_pairs_mut()
+                .append_pair("index", &index.to_string())
+                .append_pair("wait", &go_duration(wait));
+            timeout += wait + wait / 16;
+        }
+        let response = self.send(what, self.http.get(url), timeout).await?;
+        let index = consul_index(what, &response)?;
+        let services = self.decode(what, response, timeout).await?;
+        Ok((index, services))
+    }
+
     /// The checks the local agent runs for one service instance, sorted by check id.
     pub async fn checks(
         &self,

@@ -50,17 +50,24 @@ pub(super) struct Balancer {
 }
 
 impl Balancer {
-    /// One of `instances` by `strategy`, counted in flight until the [`Pick`] drops.
-    pub(super) fn pick(&self, instances: &[Instance], strategy: &Strategy) -> Option<Pick> {
-        if instances.is_empty() {
+    /// One of `instances` for which `keep` holds, by `strategy`, counted in flight until the
+    /// [`Pick`] drops.
+    pub(super) fn pick(
+        &self,
+        instances: &[Instance],
+        strategy: &Strategy,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> Option<Pick> {
+        let eligible: Vec<&Instance> = instances.iter().filter(|i| keep(i)).collect();
+        if eligible.is_empty() {
             return None;
         }
         let chosen = match strategy {
-            Strategy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % instances.len(),
-            Strategy::Random => rand::thread_rng().gen_range(0..instances.len()),
-            Strategy::LeastInFlight => self.least_of_two(instances),
+            Strategy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % eligible.len(),
+            Strategy::Random => rand::thread_rng().gen_range(0..eligible.len()),
+            Strategy::LeastInFlight => self.least_of_two(&eligible),
         };
-        let instance = instances[chosen].clone();
+        let instance = eligible[chosen].clone();
         let counter = Arc::clone(self.counters().entry(instance.id.clone()).or_default());
         counter.fetch_add(1, Ordering::Relaxed);
         Some(Pick {
@@ -70,7 +77,7 @@ impl Balancer {
     }
 
     /// The index of the less busy of two distinct instances drawn at random.
-    fn least_of_two(&self, instances: &[Instance]) -> usize {
+    fn least_of_two(&self, instances: &[&Instance]) -> usize {
         if instances.len() == 1 {
             return 0;
         }
@@ -160,7 +167,19 @@ impl Discovery {
     pub fn pick(&self, strategy: &Strategy) -> Option<Pick> {
         match self {
             Self::Consul(resolver) => resolver.pick(strategy),
-            Self::Static(fixed) => fixed.balancer.pick(fixed.instances(), strategy),
+            Self::Static(fixed) => fixed.balancer.pick(fixed.instances(), strategy, |_| true),
+        }
+    }
+
+    /// One instance for which `keep` holds (say, not one already tried), by `strategy`.
+    pub fn pick_where(
+        &self,
+        strategy: &Strategy,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> Option<Pick> {
+        match self {
+            Self::Consul(resolver) => resolver.pick_where(strategy, keep),
+            Self::Static(fixed) => fixed.balancer.pick(fixed.instances(), strategy, keep),
         }
     }
 }
@@ -243,6 +262,23 @@ mod tests {
             Strategy::LeastInFlight,
         ] {
             assert!(empty.pick(&strategy).is_none());
+        }
+    }
+
+    #[test]
+    fn pick_where_leaves_out_what_the_filter_refuses() {
+        for strategy in [
+            Strategy::RoundRobin,
+            Strategy::Random,
+            Strategy::LeastInFlight,
+        ] {
+            for _ in 0..20 {
+                let pick = two()
+                    .pick_where(&strategy, |i| i.id != "a")
+                    .expect("b is left");
+                assert_eq!(pick.instance.id, "b");
+            }
+            assert!(two().pick_where(&strategy, |_| false).is_none());
         }
     }
 

@@ -125,9 +125,18 @@ impl Resolver {
 
     /// One healthy instance by `strategy`, or `None` when there is none.
     pub fn pick(&self, strategy: &Strategy) -> Option<Pick> {
+        self.pick_where(strategy, |_| true)
+    }
+
+    /// One healthy instance for which `keep` holds, by `strategy`, or `None`.
+    pub fn pick_where(
+        &self,
+        strategy: &Strategy,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> Option<Pick> {
         self.shared
             .balancer
-            .pick(&self.shared.cache.borrow(), strategy)
+            .pick(&self.shared.cache.borrow(), strategy, keep)
     }
 
     /// Calls to `instance_id` whose [`Pick`] is still held.
