@@ -153,7 +153,13 @@ async fn ready(state: web::Data<State>) -> HttpResponse {
 
 /// Prometheus text exposition of the instance's registry.
 async fn metrics(state: web::Data<State>) -> HttpResponse {
-    match prometheus::TextEncoder::new().encode_to_string(&state.registry.gather()) {
+    render_metrics(&state.registry)
+}
+
+/// A `/metrics` response: the Prometheus text exposition of `registry` (the gateway serves its
+/// own the same way).
+pub fn render_metrics(registry: &prometheus::Registry) -> HttpResponse {
+    match prometheus::TextEncoder::new().encode_to_string(&registry.gather()) {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
             .body(text),

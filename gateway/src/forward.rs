@@ -1,0 +1,188 @@
+//! One call to a service: pick a healthy instance, send to its own subject in MessagePack,
+//! retry on another instance when that is safe, within the deadline and the retry budget, and
+//! keep the service's circuit breaker informed.
+//!
+//! What is retried: "no responders" and a 503 for every method (the instance never started the
+//! work: it was gone, draining or at its in-flight limit); a timeout only for GET, HEAD, PUT
+//! and DELETE, where doing the work twice is harmless.
+
+use std::time::{Duration, Instant};
+
+use courier_actors::{instance_subject, CallError, Client, Meta, Method};
+use courier_discovery::Strategy;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::learn::Snapshot;
+use crate::metrics::Metrics;
+use crate::resilience::{Admission, Breakers, RetryBudget};
+use crate::routes::RouteEntry;
+
+/// First pause before a retry; it doubles with each one, up to [`BACKOFF_CAP`], with jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(10);
+/// The longest pause before a retry.
+const BACKOFF_CAP: Duration = Duration::from_millis(200);
+/// Most instances tried for one request.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Sends requests to services. Shared by every HTTP worker.
+pub struct Forwarder {
+    nats: Client,
+    strategy: Strategy,
+    budget: RetryBudget,
+    breakers: Breakers,
+    metrics: Metrics,
+}
+
+impl Forwarder {
+    /// A forwarder over `nats` (a MessagePack client).
+    pub fn new(nats: Client, strategy: Strategy, retry_budget: f64, metrics: Metrics) -> Self {
+        Self {
+            nats,
+            strategy,
+            budget: RetryBudget::new(retry_budget),
+            breakers: Breakers::default(),
+            metrics,
+        }
+    }
+
+    /// Calls `entry`'s endpoint with `body`, on behalf of `meta` (deadline, ids, caller).
+    pub async fn call(
+        &self,
+        snapshot: &Snapshot,
+        entry: &RouteEntry,
+        method: Method,
+        body: &Value,
+        meta: &Meta,
+    ) -> Result<Value, GatewayError> {
+        let service = entry.service.as_str();
+        let discovery = snapshot
+            .services
+            .get(service)
+            .ok_or_else(|| GatewayError::NoInstance(service.to_owned()))?;
+        let admission = self.breakers.admit(service, Instant::now());
+        if admission == Admission::Refused {
+            return Err(GatewayError::CircuitOpen(service.to_owned()));
+        }
+        self.budget.deposit();
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let serves = |i: &courier_discovery::Instance| {
+                !tried.contains(&i.id)
+                    && i.meta
+                        .get("subjects")
+                        .is_none_or(|s| s.split(',').any(|s| s == entry.subject))
+            };
+            let Some(pick) = discovery.pick_where(&self.strategy, serves) else {
+                break;
+            };
+            if attempt > 0 && !self.retry_allowed(service, meta, attempt).await {
+                break;
+            }
+            let subject = instance_subject(&pick.instance.id, &entry.subject);
+            let timer = self.metrics.upstream(service).start_timer();
+            let result: Result<Value, CallError> = self.nats.call(&subject, body, meta).await;
+            timer.observe_duration();
+            match result {
+                Ok(reply) => {
+                    self.record(service, false);
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    let retry = retryable(&e, method);
+                    let error = GatewayError::from(e);
+                    if !retry {
+                        self.record(service, error.is_service_failure());
+                        return Err(error);
+                    }
+                    tried.push(pick.instance.id.clone());
+                    last_error = Some(error);
+                }
+            }
+        }
+        let error = last_error.unwrap_or_else(|| GatewayError::NoInstance(service.to_owned()));
+        self.record(
+            service,
+            error.is_service_failure() || admission == Admission::Probe,
+        );
+        Err(error)
+    }
+
+    /// Whether a retry may go now: the budget has one and the deadline leaves time after the
+    /// backoff, which this waits out.
+    async fn retry_allowed(&self, service: &str, meta: &Meta, attempt: usize) -> bool {
+        let pause = backoff(attempt);
+        if meta.remaining().is_some_and(|left| left <= pause) {
+            return false;
+        }
+        if !self.budget.withdraw() {
+            self.metrics
+                .retries
+                .with_label_values(&[service, "refused_by_budget"])
+                .inc();
+            return false;
+        }
+        self.metrics
+            .retries
+            .with_label_values(&[service, "sent"])
+            .inc();
+        tokio::time::sleep(pause).await;
+        true
+    }
+
+    fn record(&self, service: &str, failed: bool) {
+        if let Some(state) = self.breakers.record(service, failed, Instant::now()) {
+            tracing::warn!(service, ?state, "Circuit breaker changed state.");
+            self.metrics
+                .breaker
+                .with_label_values(&[service])
+                .set(state as i64);
+        }
+    }
+}
+
+/// Whether a failed call may be sent to another instance.
+fn retryable(error: &CallError, method: Method) -> bool {
+    match error {
+        CallError::NoResponders { .. } => true,
+        CallError::Service { error, .. } => error.code == 503,
+        CallError::TimedOut { .. } => method.is_idempotent(),
+        _ => false,
+    }
+}
+
+/// `BACKOFF_BASE * 2^(attempt-1)`, capped, with full jitter in its upper half.
+fn backoff(attempt: usize) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1 << attempt.saturating_sub(1).min(8));
+    let cap = exp.min(BACKOFF_CAP);
+    cap / 2 + cap.mul_f64(rand::thread_rng().gen_range(0.0..0.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..50 {
+            assert!(backoff(1) >= BACKOFF_BASE / 2 && backoff(1) <= BACKOFF_BASE);
+            assert!(backoff(20) <= BACKOFF_CAP);
+        }
+    }
+
+    #[test]
+    fn timeouts_are_retried_only_where_repeating_is_harmless() {
+        let timed_out = CallError::TimedOut {
+            subject: "users.get".into(),
+            after: Duration::ZERO,
+        };
+        assert!(retryable(&timed_out, Method::Get));
+        assert!(!retryable(&timed_out, Method::Post));
+        let gone = CallError::NoResponders {
+            subject: "users.create".into(),
+        };
+        assert!(retryable(&gone, Method::Post));
+    }
+}

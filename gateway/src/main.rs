@@ -1,0 +1,33 @@
+//! `courier-gateway`: loads settings, starts logging, serves HTTP until SIGTERM / SIGINT.
+
+use std::process::ExitCode;
+
+use courier_config::{Loader, EXIT_CONFIG};
+use courier_gateway::Settings;
+
+/// mimalloc, as in the services: the request path allocates small objects per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let settings: Settings = match Loader::from_env(std::env::vars()).load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("courier-gateway: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    courier_runtime::telemetry::init(&settings.log);
+    let result = actix::System::new().block_on(courier_gateway::run(settings, |_| {}, async {
+        let signal = courier_runtime::shutdown_signal().await;
+        tracing::info!(signal, "Stopping.");
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "courier-gateway failed.");
+            eprintln!("courier-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
