@@ -198,11 +198,16 @@ mod tests {
         let budget = RetryBudget::new(0.2);
         let burst = (0..100).take_while(|_| budget.withdraw()).count();
         assert_eq!(burst, RETRY_BURST as usize);
-        for _ in 0..100 {
+        for _ in 0..40 {
             budget.deposit();
         }
         let allowed = (0..100).take_while(|_| budget.withdraw()).count();
-        assert_eq!(allowed, 20);
+        assert_eq!(allowed, 8, "20% of 40 requests");
+        for _ in 0..1000 {
+            budget.deposit();
+        }
+        let allowed = (0..100).take_while(|_| budget.withdraw()).count();
+        assert_eq!(allowed, RETRY_BURST as usize, "the balance is capped");
     }
 
     #[test]
