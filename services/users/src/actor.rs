@@ -5,7 +5,7 @@ use courier_actors::{Cancelled, Request};
 
 use crate::domain::{User, UsersError};
 use crate::endpoints::{
-    Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, UpdateUser, UserPage,
+    Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, Me, UpdateUser, UserPage,
 };
 use crate::users::Users;
 
@@ -64,6 +64,14 @@ impl Handler<Request<Authenticate>> for UsersActor {
     fn handle(&mut self, req: Request<Authenticate>, _: &mut Context<Self>) -> Self::Result {
         let users = self.0.clone();
         req.serve(|body, _| users.authenticate(body))
+    }
+}
+
+impl Handler<Request<Me>> for UsersActor {
+    type Result = ResponseFuture<Result<User, UsersError>>;
+    fn handle(&mut self, req: Request<Me>, _: &mut Context<Self>) -> Self::Result {
+        let users = self.0.clone();
+        req.serve(|_, meta| users.me(meta))
     }
 }
 

@@ -2,7 +2,7 @@
 //! errors to the wire.
 
 use courier_actors::error::quote;
-use courier_actors::ServiceError;
+use courier_actors::{Caller, ServiceError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -17,11 +17,19 @@ pub struct User {
     pub name: String,
     /// Lower-cased email address, unique.
     pub email: String,
+    /// What the user may do beyond their own account: [`ADMIN`] for an email in
+    /// `users.admin_emails` when the user was created, else none. Always present on the wire
+    /// (`[]` when none); read as none from replies stored before roles existed.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
     /// RFC 3339, UTC.
     pub updated_at: String,
 }
+
+/// The role that may change any account and list users.
+pub const ADMIN: &str = "admin";
 
 /// Longest display name, in characters.
 pub const MAX_NAME: usize = 100;
@@ -50,6 +58,12 @@ pub enum UsersError {
     /// Unknown email or wrong password (never said which).
     #[error("invalid email or password")]
     BadCredentials,
+    /// The endpoint is about the signed-in user, and the request names none.
+    #[error("this endpoint needs an authenticated caller")]
+    Unauthenticated,
+    /// A signed-in caller, not an admin, asked to change another user's account.
+    #[error("you may only change your own account")]
+    Forbidden,
     /// The caller's deadline passed before the work could be committed; nothing was changed.
     #[error("the request's deadline passed before it was committed")]
     DeadlinePassed,
@@ -73,7 +87,10 @@ impl From<UsersError> for ServiceError {
             UsersError::EmailTaken(_) => {
                 ServiceError::conflict(e.to_string()).with_details(json!({ "field": "email" }))
             }
-            UsersError::BadCredentials => ServiceError::unauthorized(e.to_string()),
+            UsersError::BadCredentials | UsersError::Unauthenticated => {
+                ServiceError::unauthorized(e.to_string())
+            }
+            UsersError::Forbidden => ServiceError::new(403, e.to_string()),
             UsersError::DeadlinePassed => ServiceError::timeout(e.to_string()),
             UsersError::Store(_) | UsersError::Hashing(_) => {
                 // Internals stay in the log, once, here at the edge.
@@ -81,6 +98,17 @@ impl From<UsersError> for ServiceError {
                 ServiceError::internal("the users service failed; see its log")
             }
         }
+    }
+}
+
+/// Whether `caller` may change the account `id` (already a valid id): a caller inside the
+/// system (no end user named) may, and so may the user themself or an [`ADMIN`].
+pub fn may_change(caller: Option<&Caller>, id: &str) -> Result<(), UsersError> {
+    match caller {
+        None => Ok(()),
+        Some(caller) if caller.has_role(ADMIN) => Ok(()),
+        Some(caller) if valid_id(&caller.subject).is_ok_and(|own| own == id) => Ok(()),
+        Some(_) => Err(UsersError::Forbidden),
     }
 }
 
@@ -213,7 +241,29 @@ mod tests {
         assert_eq!(code(UsersError::NotFound("x".into())), 404);
         assert_eq!(code(UsersError::EmailTaken("x".into())), 409);
         assert_eq!(code(UsersError::BadCredentials), 401);
+        assert_eq!(code(UsersError::Unauthenticated), 401);
+        assert_eq!(code(UsersError::Forbidden), 403);
         assert_eq!(code(UsersError::Hashing("boom".into())), 500);
+    }
+
+    #[test]
+    fn only_oneself_an_admin_or_the_system_may_change_an_account() {
+        let id = "0191d7a2-7b6c-7cc3-9e3c-3e0f5a1b2c3d";
+        let caller = |subject: &str, roles: &[&str]| Caller {
+            subject: subject.to_owned(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        assert!(may_change(None, id).is_ok());
+        assert!(may_change(Some(&caller(id, &[])), id).is_ok());
+        assert!(may_change(Some(&caller(&id.to_uppercase(), &[])), id).is_ok());
+        let other = "0191d7a2-7b6c-7cc3-9e3c-3e0f5a1b2c3e";
+        assert!(may_change(Some(&caller(other, &[ADMIN])), id).is_ok());
+        for roles in [&[][..], &["ops"], &["Admin"]] {
+            assert!(matches!(
+                may_change(Some(&caller(other, roles)), id),
+                Err(UsersError::Forbidden)
+            ));
+        }
     }
 
     #[test]

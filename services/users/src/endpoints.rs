@@ -1,21 +1,31 @@
-//! The users service on the wire: request and reply types, and which subject serves which.
+//! The users service on the wire: request and reply types, which subject serves which, and
+//! the HTTP route the gateway serves it at (declared here, published in `$SRV.INFO`).
 //!
-//! | subject              | request                              | reply        |
-//! |----------------------|--------------------------------------|--------------|
-//! | `users.create`       | `{"name","email","password"}`        | [`User`]     |
-//! | `users.get`          | `{"id"}`                             | [`User`]     |
-//! | `users.list`         | `{"limit"?, "after"?}`               | [`UserPage`] |
-//! | `users.update`       | `{"id", "name"?, "email"?, "password"?}` | [`User`] |
-//! | `users.delete`       | `{"id"}`                             | [`Deleted`]  |
-//! | `users.authenticate` | `{"email","password"}`               | [`User`] or 401 |
+//! | subject              | HTTP (through the gateway)            | request                        | reply        |
+//! |----------------------|---------------------------------------|--------------------------------|--------------|
+//! | `users.create`       | `POST /users`, public, 201            | `{"name","email","password"}`  | [`User`]     |
+//! | `users.get`          | `GET /users/{id}`, bearer             | `{"id"}`                       | [`User`]     |
+//! | `users.list`         | `GET /users?limit&after`, bearer admin | `{"limit"?, "after"?}`        | [`UserPage`] |
+//! | `users.update`       | `PATCH /users/{id}`, bearer, self or admin | `{"id", "name"?, "email"?, "password"?}` | [`User`] |
+//! | `users.delete`       | `DELETE /users/{id}`, bearer, self or admin, 204 | `{"id"}`            | [`Deleted`]  |
+//! | `users.authenticate` | `POST /auth/login`, login             | `{"email","password"}`         | [`User`] or 401 |
+//! | `users.me`           | `GET /users/profile`, bearer          | `{}`                           | [`User`]     |
+//!
+//! The caller: the gateway checks the route's rule (a valid token, a role) and sends the
+//! token's user as `Courier-Auth-Subject` / `Courier-Auth-Roles`, which the endpoints read as
+//! `Meta::caller`. A request with a caller is an end user's: `users.update` and `users.delete`
+//! answer 403 unless the caller is the target user or holds role `admin`, and `users.me` is
+//! the caller's own user (404 when it no longer exists). A request with no caller comes from
+//! inside the system over NATS (NATS permissions keep end users off the bus) and is trusted:
+//! it may change any account, and gets 401 from `users.me`, which needs someone to be.
 //!
 //! Events: `events.users.created` ([`User`]), `events.users.deleted` ([`Deleted`]).
 
-use courier_actors::{Call, Endpoint, Service, ServiceBuilder, Supervised};
-use serde::{Deserialize, Serialize};
+use courier_actors::{Call, Endpoint, Route, Service, ServiceBuilder, Supervised};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::actor::UsersActor;
-use crate::domain::{User, UsersError};
+use crate::domain::{User, UsersError, ADMIN};
 
 /// `users.create`.
 #[derive(Debug, Deserialize, Serialize)]
@@ -41,8 +51,8 @@ pub struct GetUser {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListUsers {
-    /// Page size, 20 unless given.
-    #[serde(default)]
+    /// Page size, 20 unless given: a number, or a string of one (as an HTTP query arrives).
+    #[serde(default, deserialize_with = "number_or_numeric_string")]
     pub limit: Option<u32>,
     /// The `next` of the previous page.
     #[serde(default)]
@@ -100,6 +110,11 @@ pub struct Authenticate {
     pub password: String,
 }
 
+/// `users.me`: no fields; the user is the caller's (`Meta::caller`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Me {}
+
 impl Call for CreateUser {
     type Reply = User;
     type Error = UsersError;
@@ -124,35 +139,124 @@ impl Call for Authenticate {
     type Reply = User;
     type Error = UsersError;
 }
+impl Call for Me {
+    type Reply = User;
+    type Error = UsersError;
+}
 
-/// The service definition: every endpoint bound to the users actor.
+/// The service definition: every endpoint bound to the users actor, with its HTTP route.
 pub fn service(actor: Supervised<UsersActor>) -> ServiceBuilder {
     Service::builder("users", env!("CARGO_PKG_VERSION"))
         .description("User accounts: create, read, update, delete, authenticate")
-        .endpoint(Endpoint::new::<CreateUser>(
-            "create",
-            "users.create",
-            actor.clone(),
-        ))
-        .endpoint(Endpoint::new::<GetUser>("get", "users.get", actor.clone()))
-        .endpoint(Endpoint::new::<ListUsers>(
-            "list",
-            "users.list",
-            actor.clone(),
-        ))
-        .endpoint(Endpoint::new::<UpdateUser>(
-            "update",
-            "users.update",
-            actor.clone(),
-        ))
-        .endpoint(Endpoint::new::<DeleteUser>(
-            "delete",
-            "users.delete",
-            actor.clone(),
-        ))
-        .endpoint(Endpoint::new::<Authenticate>(
-            "authenticate",
-            "users.authenticate",
-            actor,
-        ))
+        .endpoint(
+            Endpoint::new::<CreateUser>("create", "users.create", actor.clone())
+                .route(Route::post("/users").status(201)),
+        )
+        .endpoint(
+            Endpoint::new::<GetUser>("get", "users.get", actor.clone())
+                .route(Route::get("/users/{id}").bearer()),
+        )
+        .endpoint(
+            Endpoint::new::<ListUsers>("list", "users.list", actor.clone())
+                .route(Route::get("/users").role(ADMIN)),
+        )
+        .endpoint(
+            Endpoint::new::<UpdateUser>("update", "users.update", actor.clone())
+                .route(Route::patch("/users/{id}").bearer()),
+        )
+        .endpoint(
+            Endpoint::new::<DeleteUser>("delete", "users.delete", actor.clone())
+                .route(Route::delete("/users/{id}").bearer().status(204)),
+        )
+        .endpoint(
+            Endpoint::new::<Authenticate>("authenticate", "users.authenticate", actor.clone())
+                .route(Route::post("/auth/login").login()),
+        )
+        .endpoint(
+            Endpoint::new::<Me>("me", "users.me", actor)
+                .route(Route::get("/users/profile").bearer()),
+        )
+}
+
+/// Reads an optional count given as a number (`2`) or as a string of one (`"2"`): the gateway
+/// passes a query value that is not valid JSON as a string, and `?limit=2` is valid JSON, but
+/// `?limit=02` is not.
+fn number_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    struct Count;
+    impl serde::de::Visitor<'_> for Count {
+        type Value = Option<u32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295, or a string of one")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            u32::try_from(n)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            u64::try_from(n)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+                .and_then(|n| self.visit_u64(n))
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            s.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(json: &str) -> Result<Option<u32>, String> {
+        serde_json::from_str::<ListUsers>(json)
+            .map(|l| l.limit)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_limit_is_a_number_or_a_numeric_string() {
+        assert_eq!(limit(r#"{"limit":2}"#), Ok(Some(2)));
+        assert_eq!(limit(r#"{"limit":"2"}"#), Ok(Some(2)));
+        assert_eq!(limit(r#"{"limit":"02"}"#), Ok(Some(2)));
+        assert_eq!(limit(r#"{"limit":null}"#), Ok(None));
+        assert_eq!(limit("{}"), Ok(None));
+        for bad in [
+            r#"{"limit":"two"}"#,
+            r#"{"limit":-1}"#,
+            r#"{"limit":"-1"}"#,
+            r#"{"limit":1.5}"#,
+            r#"{"limit":4294967296}"#,
+            r#"{"limit":[2]}"#,
+        ] {
+            assert!(limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_limit_round_trips_through_message_pack() {
+        let list = ListUsers {
+            limit: Some(7),
+            after: None,
+        };
+        let bytes = rmp_serde::to_vec_named(&list).unwrap();
+        let back: ListUsers = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.limit, Some(7));
+    }
+
+    #[test]
+    fn me_takes_an_empty_object_only() {
+        assert!(serde_json::from_str::<Me>("{}").is_ok());
+        assert!(serde_json::from_str::<Me>(r#"{"id":"x"}"#).is_err());
+    }
 }

@@ -11,6 +11,16 @@
 //! - [`hasher`] — argon2id on sync actors.
 //! - [`config`] — settings.
 //!
+//! # Callers
+//! The HTTP gateway checks each route's rule and sends the token's user along
+//! (`Courier-Auth-Subject`, `Courier-Auth-Roles`; `Meta::caller`). With a caller, a request is
+//! an end user's: `users.update` and `users.delete` are for the user themself or an `admin`
+//! (403 otherwise), and `users.me` answers the caller's own user. A request without a caller
+//! comes from inside the system over NATS, where permissions keep end users out, and is
+//! trusted. Roles: a user created with an email in `users.admin_emails` is `admin`
+//! ([`config::UsersSettings::admin_emails`]); roles are never changed through an endpoint.
+//! See the table in [`endpoints`].
+//!
 //! `main.rs` loads the settings and calls [`run`]; tests call [`run`] with their own
 //! shutdown future. Depends on `courier-actors` and `courier-runtime`; never on another service.
 
@@ -47,6 +57,7 @@ pub async fn run(
         hasher: hasher::HasherHandle::start(settings.users.hash_workers),
         events: Client::new(nats.main.clone(), settings.nats.request_timeout),
         max_page_size: settings.users.max_page_size,
+        admin_emails: settings.users.normalized_admin_emails().into(),
     };
     let actor = Supervised::per_thread(move || actor::UsersActor(users.clone()));
     let service = endpoints::service(actor).build()?;

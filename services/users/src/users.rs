@@ -1,6 +1,7 @@
 //! The users logic: plain async methods over the store, the hasher and the event publisher.
 //! The actor in [`crate::actor`] only forwards messages here.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use courier_actors::{Client, Meta};
@@ -37,6 +38,8 @@ pub struct Users {
     pub(crate) hasher: HasherHandle,
     pub(crate) events: Client,
     pub(crate) max_page_size: u32,
+    /// Lower-cased: a user created with one of these gets role [`domain::ADMIN`].
+    pub(crate) admin_emails: Arc<[String]>,
 }
 
 /// The event body of `events.users.created`: the new user.
@@ -60,6 +63,7 @@ impl Users {
         let row = UserRow {
             id: uuid::Uuid::now_v7().to_string(),
             name,
+            roles: self.roles_for(&email),
             email,
             password_hash,
             created_at: now.clone(),
@@ -84,6 +88,14 @@ impl Users {
             .await?
             .map(public)
             .ok_or(UsersError::NotFound(id))
+    }
+
+    /// The caller's own user: [`UsersError::Unauthenticated`] without a caller, `NotFound`
+    /// when its user is gone (or its subject is no user id).
+    pub async fn me(self, meta: Meta) -> Result<User, UsersError> {
+        let subject = meta.caller.ok_or(UsersError::Unauthenticated)?.subject;
+        let id = domain::valid_id(&subject).map_err(|_| UsersError::NotFound(subject))?;
+        self.get(GetUser { id }).await
     }
 
     /// A page of users, oldest first; `next` is the `after` of the next page.
@@ -113,6 +125,7 @@ impl Users {
     pub async fn update(self, req: UpdateUser, meta: Meta) -> Result<User, UsersError> {
         let key = write_key(&meta, UPDATE);
         let mut change = valid_change(&req)?;
+        domain::may_change(meta.caller.as_ref(), &change.id)?;
         if let Some(user) = self.store.reply(key).await? {
             return Ok(user);
         }
@@ -148,6 +161,7 @@ impl Users {
     pub async fn delete(self, req: DeleteUser, meta: Meta) -> Result<Deleted, UsersError> {
         let key = write_key(&meta, DELETE);
         let id = domain::valid_id(&req.id)?;
+        domain::may_change(meta.caller.as_ref(), &id)?;
         let mut write = match self.store.claim(key).await? {
             Claim::Fresh(write) => write,
             Claim::Done(deleted) => return Ok(deleted),
@@ -175,6 +189,15 @@ impl Users {
             Some(row) if matches => Ok(public(row)),
             _ => Err(UsersError::BadCredentials),
         }
+    }
+
+    /// The roles a new user with this (lower-cased) email starts with.
+    fn roles_for(&self, email: &str) -> Vec<String> {
+        let admin = self.admin_emails.iter().any(|e| e == email);
+        admin
+            .then(|| domain::ADMIN.to_owned())
+            .into_iter()
+            .collect()
     }
 
     async fn publish<E: Serialize>(&self, subject: &str, event: &E, meta: &Meta) {
@@ -244,6 +267,7 @@ fn public(row: UserRow) -> User {
         id: row.id,
         name: row.name,
         email: row.email,
+        roles: row.roles,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

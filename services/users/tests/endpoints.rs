@@ -44,10 +44,15 @@ async fn create_answers_json_without_the_hash_and_get_finds_it() {
         .collect();
     assert_eq!(
         keys,
-        ["created_at", "email", "id", "name", "updated_at"],
+        ["created_at", "email", "id", "name", "roles", "updated_at"],
         "no password, no hash"
     );
     assert_eq!(body["email"], "ada@example.com");
+    assert_eq!(
+        body["roles"],
+        json!([]),
+        "no admin emails configured: no roles"
+    );
     assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok());
     let (_, got) = t
         .json("users.get", &json!({"id": body["id"]}).to_string())
@@ -392,7 +397,7 @@ async fn next(events: &mut async_nats::Subscriber) -> async_nats::Message {
 }
 
 #[actix_rt::test]
-async fn srv_info_lists_the_six_endpoints_in_a_valid_reply() {
+async fn srv_info_lists_the_seven_endpoints_in_a_valid_reply() {
     let t = started("info").await;
     let reply = t
         .client
@@ -415,7 +420,8 @@ async fn srv_info_lists_the_six_endpoints_in_a_valid_reply() {
             "users.list",
             "users.update",
             "users.delete",
-            "users.authenticate"
+            "users.authenticate",
+            "users.me"
         ]
     );
     t.stop().await;

@@ -14,7 +14,10 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
     let Some(db) = TestPostgres::create().await else {
         return;
     };
-    let t = start(db.settings()).await;
+    let admins = |settings: &mut courier_users::Settings| {
+        settings.users.admin_emails = vec!["ada@example.com".into()];
+    };
+    let t = start_with(db.settings(), admins).await;
     let create = |name: &str, email: &str| CreateUser {
         name: name.into(),
         email: email.into(),
@@ -28,6 +31,10 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
         .call("users.create", &create("Grace", "grace@example.com"))
         .await
         .unwrap();
+    assert_eq!(
+        (ada.roles.as_slice(), grace.roles.len()),
+        (["admin".to_owned()].as_slice(), 0)
+    );
     assert_eq!(
         code(
             t.call::<_, User>("users.create", &create("Ada", "ADA@example.com"))
@@ -83,7 +90,10 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
         .call("users.get", &GetUser { id: ada.id.clone() })
         .await
         .unwrap();
-    assert_eq!(got, ada, "a created user survives a restart");
+    assert_eq!(
+        got, ada,
+        "a created user, roles included, survives a restart"
+    );
     assert_eq!(
         code(
             again

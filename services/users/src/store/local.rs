@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use super::{sql, StoreError, UserRow, WriteKey};
+use super::{roles_of, sql, StoreError, UserRow, WriteKey};
 
 /// How long a read waits on a lock SQLite needs for itself before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
@@ -85,6 +85,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         id: row.get("id")?,
         name: row.get("name")?,
         email: row.get("email")?,
+        roles: roles_of(&row.get::<_, String>("roles")?),
         password_hash: row.get("password_hash")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,

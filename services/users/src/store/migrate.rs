@@ -36,6 +36,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "index idempotency keys by age",
         "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)",
     ),
+    (
+        4,
+        "add roles to users",
+        // Comma-separated role names (letters, digits, `_`); existing users get none.
+        "ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT ''",
+    ),
 ];
 
 /// The PostgreSQL advisory lock that serialises migrations across instances starting at once
@@ -113,5 +119,58 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use courier_config::{DatabaseSettings, Secret};
+    use sqlx::AnyPool;
+
+    use super::*;
+
+    /// A SQLite file with the schema of migrations `..version` and one user, Ada.
+    async fn schema_before(version: i64, url: &str) {
+        let pool = AnyPool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+        let mut statements = vec![
+            "CREATE TABLE courier_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
+                .to_owned(),
+        ];
+        for &(v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < version) {
+            statements.push(sql.to_owned());
+            statements.push(format!(
+                "INSERT INTO courier_migrations VALUES ({v}, '{name}')"
+            ));
+        }
+        statements.push(
+            "INSERT INTO users (id, name, email, password_hash, created_at, updated_at) \
+             VALUES ('u1', 'Ada', 'ada@example.com', 'h', 't', 't')"
+                .to_owned(),
+        );
+        for sql in statements {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn users_stored_before_roles_existed_have_none() {
+        sqlx::any::install_default_drivers();
+        let dir = std::env::temp_dir().join(format!("courier-roles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/users.db", dir.display());
+        schema_before(4, &url).await;
+        let settings = DatabaseSettings {
+            url: Secret::new(url),
+            max_connections: 2,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        let ada = store.get("u1").await.unwrap().expect("Ada is kept");
+        assert_eq!(
+            (ada.email.as_str(), ada.roles.len()),
+            ("ada@example.com", 0)
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -46,6 +46,8 @@ pub struct UserRow {
     pub name: String,
     /// Lower-cased, unique.
     pub email: String,
+    /// Role names (letters, digits, `_`), stored comma-separated in one column.
+    pub roles: Vec<String>,
     /// PHC string (`$argon2id$...`).
     pub password_hash: String,
     /// RFC 3339.
@@ -141,15 +143,15 @@ pub enum Claim<R> {
     Done(R),
 }
 
-const COLUMNS: &str = "id, name, email, password_hash, created_at, updated_at";
+const COLUMNS: &str = "id, name, email, roles, password_hash, created_at, updated_at";
 
 /// The reads, one text for sqlx and for the thread-local SQLite connections.
 mod sql {
-    pub const GET: &str =
-        "SELECT id, name, email, password_hash, created_at, updated_at FROM users WHERE id = $1";
-    pub const BY_EMAIL: &str =
-        "SELECT id, name, email, password_hash, created_at, updated_at FROM users WHERE email = $1";
-    pub const LIST: &str = "SELECT id, name, email, password_hash, created_at, updated_at \
+    pub const GET: &str = "SELECT id, name, email, roles, password_hash, created_at, updated_at \
+                           FROM users WHERE id = $1";
+    pub const BY_EMAIL: &str = "SELECT id, name, email, roles, password_hash, created_at, \
+                                updated_at FROM users WHERE email = $1";
+    pub const LIST: &str = "SELECT id, name, email, roles, password_hash, created_at, updated_at \
                             FROM users WHERE id > $1 ORDER BY id LIMIT $2";
     pub const REPLY: &str =
         "SELECT reply FROM idempotency_keys WHERE request_id = $1 AND endpoint = $2";
@@ -305,11 +307,26 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Roles as their column holds them: comma-separated (role names hold no commas).
+fn roles_column(roles: &[String]) -> String {
+    roles.join(",")
+}
+
+/// The roles in a `roles` column.
+fn roles_of(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn from_row(row: AnyRow) -> Result<UserRow, StoreError> {
     Ok(UserRow {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
+        roles: roles_of(&row.try_get::<String, _>("roles")?),
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

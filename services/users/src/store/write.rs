@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::{Any, Transaction};
 
-use super::{duplicate_or_query, from_row, StoreError, UserChange, UserRow, COLUMNS};
+use super::{duplicate_or_query, from_row, roles_column, StoreError, UserChange, UserRow, COLUMNS};
 
 /// A write in progress under its [`WriteKey`]: changes, then [`Write::record`] of the reply,
 /// then [`Write::commit`]. Dropped without a commit, it rolls back, key included.
@@ -18,11 +18,12 @@ impl Write {
     /// Inserts a user; [`StoreError::Duplicate`] when the email is taken.
     pub async fn insert(&mut self, row: &UserRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
         .bind(&row.id)
         .bind(&row.name)
         .bind(&row.email)
+        .bind(roles_column(&row.roles))
         .bind(&row.password_hash)
         .bind(&row.created_at)
         .bind(&row.updated_at)

@@ -49,6 +49,14 @@ pub fn sqlite_file(test: &str) -> (PathBuf, DatabaseSettings) {
 }
 
 pub async fn start(database: DatabaseSettings) -> InProcess {
+    start_with(database, |_| {}).await
+}
+
+/// [`start`], with `configure` changing the settings last (`users.admin_emails`, say).
+pub async fn start_with(
+    database: DatabaseSettings,
+    configure: impl FnOnce(&mut Settings),
+) -> InProcess {
     let nats = TestNats::start();
     let mut settings = Settings::default();
     settings.nats.url = nats.url();
@@ -56,6 +64,7 @@ pub async fn start(database: DatabaseSettings) -> InProcess {
     settings.users.hash_workers = 2;
     // No Consul in these tests: the service serves over NATS and says so once.
     settings.consul.register = false;
+    configure(&mut settings);
     let (id, service) = ServiceThread::start(Duration::from_secs(20), |started, stop| {
         courier_users::run(
             settings,
@@ -87,9 +96,38 @@ impl InProcess {
 
     /// Sends JSON as the NATS CLI would, returns the reply's headers' error code and body.
     pub async fn json(&self, subject: &str, body: &str) -> (Option<u16>, serde_json::Value) {
+        self.json_with(subject, body, &[]).await
+    }
+
+    /// [`Self::json`] as the gateway sends it for a signed-in user: `subject` is the user id,
+    /// `roles` comma-separated (`Courier-Auth-Subject`, `Courier-Auth-Roles`).
+    pub async fn json_as(
+        &self,
+        (subject, roles): (&str, &str),
+        endpoint: &str,
+        body: &str,
+    ) -> (Option<u16>, serde_json::Value) {
+        let headers = [
+            ("Courier-Auth-Subject", subject),
+            ("Courier-Auth-Roles", roles),
+        ];
+        self.json_with(endpoint, body, &headers).await
+    }
+
+    /// [`Self::json`] with these headers.
+    pub async fn json_with(
+        &self,
+        subject: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (Option<u16>, serde_json::Value) {
+        let mut map = async_nats::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, *value);
+        }
         let reply = self
             .client
-            .request(subject.to_owned(), body.to_owned().into())
+            .request_with_headers(subject.to_owned(), map, body.to_owned().into())
             .await
             .expect("a reply");
         let code = reply
