@@ -1,0 +1,313 @@
+//! Routes learned live from a real service through a real Consul, requests forwarded over a
+//! real nats-server: payload merging, ids, errors, live additions, OpenAPI, `/services`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_route_declared_by_a_service_is_served_with_path_query_and_body_merged() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+
+    let reply = gateway.get("/toy/items/a%20b?limit=5&id=ignored").await;
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["got"], json!({"id": "a b", "limit": "5"}));
+    assert_eq!(body["caller"], Value::Null);
+
+    let reply = gateway
+        .http
+        .post(gateway.url("/toy/echo"))
+        .header("X-Request-Id", "req-123")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("X-Request-Timeout", "1500")
+        .header("Courier-Auth-Subject", "forged")
+        .json(&json!({"name": "Ann", "n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201, "the route's declared status");
+    assert_eq!(reply.headers()["x-request-id"], "req-123");
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["got"], json!({"name": "Ann", "n": 1}));
+    assert_eq!(body["request_id"], "req-123");
+    assert_eq!(body["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        body["caller"],
+        Value::Null,
+        "an HTTP client cannot set the caller"
+    );
+    let left = body["remaining_ms"].as_u64().unwrap();
+    assert!(
+        left <= 1500 && left > 1000,
+        "the client's deadline travels: {left}"
+    );
+
+    let reply = gateway
+        .http
+        .delete(gateway.url("/toy/items/9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 204);
+    assert_eq!(reply.text().await.unwrap(), "");
+    let reply = gateway
+        .http
+        .head(gateway.url("/toy/items/9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_documented_statuses_and_error_shape() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let mut settings = world.gateway_settings();
+    settings.gateway.max_body = 1024;
+    let gateway = Gateway::start(settings).await;
+    gateway.until_routed("/toy/items/1").await;
+
+    let reply = gateway.get("/nothing/here").await;
+    assert_eq!(reply.status(), 404);
+    assert!(reply.headers().contains_key("x-request-id"));
+    let body: Value = reply.json().await.unwrap();
+    for key in [
+        "statusCode",
+        "message",
+        "error",
+        "timestamp",
+        "path",
+        "requestId",
+    ] {
+        assert!(body.get(key).is_some(), "{key} in {body}");
+    }
+    assert_eq!(body["path"], "/nothing/here");
+
+    let reply = gateway
+        .http
+        .put(gateway.url("/toy/items/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 405);
+    assert_eq!(reply.headers()["allow"], "GET, DELETE");
+
+    let post = |body: &'static str, content_type: &'static str| {
+        gateway
+            .http
+            .post(gateway.url("/toy/echo"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_eq!(post("{\"a\":1}", "text/plain").await.unwrap().status(), 415);
+    assert_eq!(
+        post("[1,2]", "application/json").await.unwrap().status(),
+        400
+    );
+    assert_eq!(
+        post("{\"a\":", "application/json").await.unwrap().status(),
+        400
+    );
+    let big: &'static str =
+        Box::leak(format!("{{\"a\":\"{}\"}}", "x".repeat(2000)).into_boxed_str());
+    assert_eq!(post(big, "application/json").await.unwrap().status(), 413);
+
+    let reply = gateway.get("/toy/fail/409").await;
+    assert_eq!(reply.status(), 409);
+    let body: Value = reply.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed with 409"),
+        "{body}"
+    );
+    assert_eq!(body["details"], json!({"asked": 409}));
+
+    let reply = gateway.get("/toy/fail/500").await;
+    assert_eq!(reply.status(), 500);
+    let text = reply.text().await.unwrap();
+    assert!(
+        !text.contains("internal.rs") && !text.contains("asked"),
+        "a 5xx leaks: {text}"
+    );
+
+    let reply = gateway
+        .http
+        .get(gateway.url("/toy/items/1"))
+        .header("X-Request-Timeout", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+}
+
+#[tokio::test]
+async fn a_slow_service_is_a_504_at_the_clients_deadline() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+    let started = Instant::now();
+    let reply = gateway
+        .http
+        .get(gateway.url("/toy/slow/5000"))
+        .header("X-Request-Timeout", "300ms")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 504);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_service_started_later_is_served_and_documented_without_a_restart() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+    assert_eq!(gateway.get("/extra/items/1").await.status(), 404);
+
+    let _extra = world.toy("extra").await;
+    gateway.until_routed("/extra/items/1").await;
+    assert_eq!(gateway.get("/extra/items/1").await.status(), 200);
+
+    let doc: Value = gateway
+        .get("/api-docs/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(
+        doc["paths"]["/extra/items/{id}"]["get"].is_object(),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["paths"]["/toy/whoami"]["get"]["security"],
+        json!([{"bearer": []}])
+    );
+
+    let services: Value = gateway.get("/services").await.json().await.unwrap();
+    let names: Vec<&str> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["extra", "toy"]);
+    assert_eq!(services["services"][1]["version"], "1.0.0");
+    assert_eq!(
+        services["services"][1]["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn with_every_instance_gone_the_route_stays_and_answers_503_at_once() {
+    let world = World::start();
+    let toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+    toy.stop().await;
+    courier_testkit::eventually(Duration::from_secs(20), "the instance to leave", || async {
+        (gateway.get("/toy/items/1").await.status() == 503).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let reply = gateway.get("/toy/items/1").await;
+    assert_eq!(reply.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let body: Value = reply.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("toy"), "{body}");
+}
+
+#[tokio::test]
+async fn with_consul_stopped_the_gateway_keeps_routing_from_what_it_knows() {
+    let mut world = World::start();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+    world.consul.stop();
+    for _ in 0..20 {
+        assert_eq!(gateway.get("/toy/items/1").await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_cors() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let mut settings = world.gateway_settings();
+    settings.gateway.cors_origins = vec!["http://app.test".into()];
+    let gateway = Gateway::start(settings).await;
+    gateway.until_routed("/toy/items/1").await;
+    assert_eq!(gateway.get("/health").await.status(), 200);
+    assert_eq!(gateway.get("/health/ready").await.status(), 200);
+
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"courier_gateway_requests_total{method="GET",route="GET /toy/items/{id}",status="200"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("courier_gateway_upstream_duration_seconds_bucket{service=\"toy\""),
+        "{metrics}"
+    );
+
+    let preflight = gateway
+        .http
+        .request(reqwest::Method::OPTIONS, gateway.url("/toy/echo"))
+        .header("Origin", "http://app.test")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://app.test"
+    );
+    let reply = gateway
+        .http
+        .get(gateway.url("/toy/items/1"))
+        .header("Origin", "http://app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.headers()["access-control-allow-origin"],
+        "http://app.test"
+    );
+    let foreign = gateway
+        .http
+        .get(gateway.url("/toy/items/1"))
+        .header("Origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+}
