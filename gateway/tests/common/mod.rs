@@ -67,7 +67,11 @@ impl Actor for Toy {
 impl Handler<Request<Echo>> for Toy {
     type Result = Result<Value, ServiceError>;
     fn handle(&mut self, req: Request<Echo>, _: &mut Context<Self>) -> Self::Result {
-        let caller = req.meta.caller.clone().map(|c| json!({"subject": c.subject, "roles": c.roles}));
+        let caller = req
+            .meta
+            .caller
+            .clone()
+            .map(|c| json!({"subject": c.subject, "roles": c.roles}));
         Ok(json!({
             "got": req.body.0,
             "caller": caller,
