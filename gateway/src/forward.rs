@@ -4,7 +4,11 @@
 //!
 //! What is retried: "no responders" and a 503 for every method (the instance never started the
 //! work: it was gone, draining or at its in-flight limit); a timeout only for GET, HEAD, PUT
-//! and DELETE, where doing the work twice is harmless.
+//! and DELETE, where doing the work twice is harmless. Retries come out of the retry budget,
+//! except after "no responders": nobody received the request, so retrying adds no load.
+//!
+//! An instance that is gone, or failed a few times in a row, is left out of picking for a
+//! while ([`Outliers`]); when every instance is left out, they are tried anyway.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,7 @@ use serde_json::Value;
 use crate::error::GatewayError;
 use crate::learn::Snapshot;
 use crate::metrics::Metrics;
-use crate::resilience::{Admission, Breakers, RetryBudget};
+use crate::resilience::{Admission, Breakers, Outcome, Outliers, RetryBudget};
 use crate::routes::RouteEntry;
 
 /// First pause before a retry; it doubles with each one, up to [`BACKOFF_CAP`], with jitter.
@@ -32,6 +36,7 @@ pub struct Forwarder {
     strategy: Strategy,
     budget: RetryBudget,
     breakers: Breakers,
+    outliers: Outliers,
     metrics: Metrics,
 }
 
@@ -43,6 +48,7 @@ impl Forwarder {
             strategy,
             budget: RetryBudget::new(retry_budget),
             breakers: Breakers::default(),
+            outliers: Outliers::default(),
             metrics,
         }
     }
@@ -67,42 +73,43 @@ impl Forwarder {
         }
         self.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
-        let mut last_error = None;
+        let mut last: Option<(GatewayError, bool)> = None;
         for attempt in 0..MAX_ATTEMPTS {
-            let serves = |i: &courier_discovery::Instance| {
-                !tried.contains(&i.id)
-                    && i.meta
-                        .get("subjects")
-                        .is_none_or(|s| s.split(',').any(|s| s == entry.subject))
-            };
-            let Some(pick) = discovery.pick_where(&self.strategy, serves) else {
+            let Some(pick) = self.pick(discovery, entry, &tried) else {
                 break;
             };
-            if attempt > 0 && !self.retry_allowed(service, meta, attempt).await {
+            let free = last.as_ref().is_some_and(|(_, gone)| *gone);
+            if attempt > 0 && !self.retry_allowed(service, meta, attempt, free).await {
                 break;
             }
             let subject = instance_subject(&pick.instance.id, &entry.subject);
             let timer = self.metrics.upstream(service).start_timer();
             let result: Result<Value, CallError> = self.nats.call(&subject, body, meta).await;
             timer.observe_duration();
+            let outcome = outcome(&result);
+            if self
+                .outliers
+                .record(&pick.instance.id, outcome, Instant::now())
+            {
+                tracing::warn!(service, instance = %pick.instance.id, ?outcome, "Instance left out of picking for a while.");
+            }
             match result {
                 Ok(reply) => {
                     self.record(service, false);
                     return Ok(reply);
                 }
-                Err(e) => {
-                    let retry = retryable(&e, method);
-                    let error = GatewayError::from(e);
-                    if !retry {
-                        self.record(service, error.is_service_failure());
-                        return Err(error);
-                    }
+                Err(e) if retryable(&e, method) => {
                     tried.push(pick.instance.id.clone());
-                    last_error = Some(error);
+                    last = Some((GatewayError::from(e), outcome == Outcome::Gone));
+                }
+                Err(e) => {
+                    let error = GatewayError::from(e);
+                    self.record(service, error.is_service_failure());
+                    return Err(error);
                 }
             }
         }
-        let error = last_error.unwrap_or_else(|| GatewayError::NoInstance(service.to_owned()));
+        let error = last.map_or_else(|| GatewayError::NoInstance(service.to_owned()), |(e, _)| e);
         self.record(
             service,
             error.is_service_failure() || admission == Admission::Probe,
@@ -110,14 +117,40 @@ impl Forwarder {
         Err(error)
     }
 
+    /// An instance that serves the route's subject and was not tried yet: one not left out
+    /// if there is one, else any.
+    fn pick(
+        &self,
+        discovery: &courier_discovery::Discovery,
+        entry: &RouteEntry,
+        tried: &[String],
+    ) -> Option<courier_discovery::Pick> {
+        let now = Instant::now();
+        let serves = |i: &courier_discovery::Instance| {
+            !tried.contains(&i.id)
+                && i.meta
+                    .get("subjects")
+                    .is_none_or(|s| s.split(',').any(|s| s == entry.subject))
+        };
+        discovery
+            .pick_where(&self.strategy, |i| {
+                serves(i) && !self.outliers.is_ejected(&i.id, now)
+            })
+            .or_else(|| discovery.pick_where(&self.strategy, serves))
+    }
+
     /// Whether a retry may go now: the budget has one and the deadline leaves time after the
     /// backoff, which this waits out.
-    async fn retry_allowed(&self, service: &str, meta: &Meta, attempt: usize) -> bool {
-        let pause = backoff(attempt);
+    async fn retry_allowed(&self, service: &str, meta: &Meta, attempt: usize, free: bool) -> bool {
+        let pause = if free {
+            Duration::ZERO
+        } else {
+            backoff(attempt)
+        };
         if meta.remaining().is_some_and(|left| left <= pause) {
             return false;
         }
-        if !self.budget.withdraw() {
+        if !free && !self.budget.withdraw() {
             self.metrics
                 .retries
                 .with_label_values(&[service, "refused_by_budget"])
@@ -140,6 +173,18 @@ impl Forwarder {
                 .with_label_values(&[service])
                 .set(state as i64);
         }
+    }
+}
+
+/// What a call's result says about the instance.
+fn outcome(result: &Result<Value, CallError>) -> Outcome {
+    match result {
+        Err(CallError::NoResponders { .. }) => Outcome::Gone,
+        Err(CallError::TimedOut { .. }) => Outcome::Failed,
+        Err(CallError::Service { error, .. }) if error.code >= 500 && error.code != 503 => {
+            Outcome::Failed
+        }
+        _ => Outcome::Answered,
     }
 }
 

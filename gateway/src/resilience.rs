@@ -150,6 +150,73 @@ impl Breakers {
     }
 }
 
+/// Consecutive failures (time-outs, 5xx) that eject an instance from picking.
+pub const OUTLIER_THRESHOLD: u32 = 3;
+/// How long an ejected instance is left out (Consul usually drops a dead one sooner).
+pub const EJECTION: Duration = Duration::from_secs(10);
+
+/// Outlier detection: instances that are gone ("no responders": nobody listens on their own
+/// subject) or keep failing are left out of picking for [`EJECTION`], so one dead instance
+/// costs one retry, not one per request until Consul notices.
+#[derive(Debug, Default)]
+pub struct Outliers {
+    instances: Mutex<HashMap<String, Outlier>>,
+}
+
+#[derive(Debug, Default)]
+struct Outlier {
+    failures: u32,
+    ejected_until: Option<Instant>,
+}
+
+/// How a call to one instance ended, for [`Outliers::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It answered (an error of the caller's making counts as an answer).
+    Answered,
+    /// It timed out or failed with a 5xx.
+    Failed,
+    /// Nobody listens on its subject: it is gone.
+    Gone,
+}
+
+impl Outliers {
+    /// Whether `id` is left out of picking now.
+    pub fn is_ejected(&self, id: &str, now: Instant) -> bool {
+        let instances = self.lock();
+        instances
+            .get(id)
+            .and_then(|o| o.ejected_until)
+            .is_some_and(|until| now < until)
+    }
+
+    /// Records a call's outcome; `true` when it ejected the instance.
+    pub fn record(&self, id: &str, outcome: Outcome, now: Instant) -> bool {
+        let mut instances = self.lock();
+        if outcome == Outcome::Answered {
+            instances.remove(id);
+            return false;
+        }
+        let outlier = instances.entry(id.to_owned()).or_default();
+        outlier.failures += 1;
+        let eject = outcome == Outcome::Gone || outlier.failures >= OUTLIER_THRESHOLD;
+        let already = outlier.ejected_until.is_some_and(|until| now < until);
+        if eject {
+            outlier.ejected_until = Some(now + EJECTION);
+        }
+        if instances.len() > MAX_CLIENTS {
+            instances.retain(|_, o| o.ejected_until.is_some_and(|until| now < until));
+        }
+        eject && !already
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Outlier>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Most clients remembered; past it, the idle ones are forgotten.
 const MAX_CLIENTS: usize = 100_000;
 
@@ -246,6 +313,23 @@ mod tests {
             breakers.record("users", false, now);
         }
         assert_eq!(breakers.state("users"), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_gone_instance_is_ejected_at_once_and_a_failing_one_after_a_few_failures() {
+        let outliers = Outliers::default();
+        let t0 = Instant::now();
+        assert!(outliers.record("a", Outcome::Gone, t0));
+        assert!(outliers.is_ejected("a", t0));
+        assert!(!outliers.is_ejected("a", t0 + EJECTION));
+        for _ in 0..OUTLIER_THRESHOLD - 1 {
+            assert!(!outliers.record("b", Outcome::Failed, t0));
+        }
+        assert!(!outliers.is_ejected("b", t0));
+        assert!(outliers.record("b", Outcome::Failed, t0));
+        assert!(outliers.is_ejected("b", t0));
+        outliers.record("b", Outcome::Answered, t0);
+        assert!(!outliers.is_ejected("b", t0));
     }
 
     #[test]
