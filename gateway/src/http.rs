@@ -1,5 +1,5 @@
 //! The HTTP listener: the gateway's own routes (`/health`, `/health/ready`, `/metrics`,
-//! `/services`, `/api-docs/openapi.json`) and, for every other path, the learned routes
+//! `/services`, `/api-docs/openapi.json`, Swagger UI at `/api`) and, for every other path, the learned routes
 //! ([`crate::proxy`]). CORS for configured origins wraps them all.
 
 use std::net::SocketAddr;
@@ -58,6 +58,15 @@ impl Listener {
                 .route("/metrics", web::get().to(metrics))
                 .route("/services", web::get().to(services))
                 .route("/api-docs/openapi.json", web::get().to(openapi::document))
+                .route(
+                    "/api",
+                    web::get().to(|| async {
+                        HttpResponse::PermanentRedirect()
+                            .insert_header((header::LOCATION, "/api/"))
+                            .finish()
+                    }),
+                )
+                .service(openapi::swagger_ui())
                 .default_service(web::to(proxy))
         })
         .workers(workers)

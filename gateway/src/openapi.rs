@@ -14,6 +14,16 @@ pub async fn document(gateway: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok().json(build(&gateway.directory.snapshot().table))
 }
 
+/// Swagger UI at `/api`, its files served by the gateway itself (no CDN: it works offline),
+/// reading the live document.
+pub fn swagger_ui() -> impl actix_web::dev::HttpServiceFactory {
+    swagger_ui_dist::generate_scope(swagger_ui_dist::ApiDefinition {
+        uri_prefix: "/api",
+        api_definition: swagger_ui_dist::OpenApiSource::Uri("/api-docs/openapi.json"),
+        title: Some("Courier gateway"),
+    })
+}
+
 /// How `/services` and the document describe an access rule.
 pub fn access_label(access: &Access) -> String {
     match access {

@@ -311,3 +311,46 @@ async fn health_readiness_metrics_and_cors() {
         .headers()
         .contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_validates_and_swagger_ui_is_served_offline() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+
+    let doc = gateway
+        .get("/api-docs/openapi.json")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("courier-openapi-{}.json", std::process::id()));
+    std::fs::write(&file, &doc).unwrap();
+    let out = std::process::Command::new(courier_testkit::tool("openapi-spec-validator"))
+        .arg(&file)
+        .output()
+        .expect("run openapi-spec-validator");
+    let _ = std::fs::remove_file(&file);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the document does not validate: {said}\n{doc}"
+    );
+    assert!(said.contains("OK"), "{said}");
+
+    let page = gateway.get("/api").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("/api-docs/openapi.json") && html.contains("swagger-ui-bundle.js"),
+        "{html}"
+    );
+    let bundle = gateway.get("/api/swagger-ui-bundle.js").await;
+    assert_eq!(bundle.status(), 200);
+    assert!(
+        bundle.text().await.unwrap().len() > 100_000,
+        "the bundle is served by the gateway"
+    );
+}
