@@ -138,25 +138,36 @@ impl Bus {
     }
 }
 
+/// The inbox prefix of the gateway's connection (`nats.inbox_prefix` in its settings): its
+/// replies arrive there, and it may subscribe nowhere else.
+const GATEWAY_INBOX: &str = "_GATEWAY_INBOX";
+
 async fn connect(nats: &TestNats, user: &str) -> Connection {
     let violations = Violations::default();
     let seen = violations.clone();
-    let client = async_nats::ConnectOptions::with_user_and_password(
+    let options = async_nats::ConnectOptions::with_user_and_password(
         user.to_owned(),
         ops_password(user).to_owned(),
-    )
-    .request_timeout(Some(Duration::from_secs(2)))
-    .event_callback(move |event| {
-        let seen = seen.clone();
-        async move {
-            if let async_nats::Event::ServerError(async_nats::ServerError::Other(message)) = event {
-                seen.0.lock().unwrap().push(message);
+    );
+    let options = match user {
+        "gateway" => options.custom_inbox_prefix(GATEWAY_INBOX),
+        _ => options,
+    };
+    let client = options
+        .request_timeout(Some(Duration::from_secs(2)))
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(async_nats::ServerError::Other(message)) =
+                    event
+                {
+                    seen.0.lock().unwrap().push(message);
+                }
             }
-        }
-    })
-    .connect(nats.url())
-    .await
-    .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", nats.log()));
+        })
+        .connect(nats.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", nats.log()));
     Connection { client, violations }
 }
 
@@ -384,4 +395,29 @@ async fn the_gateway_can_neither_forge_events_nor_take_requests() {
         .violations
         .wait_for("Subscription to \"users.list\"")
         .await;
+}
+
+#[actix_rt::test]
+async fn the_gateway_cannot_read_other_clients_replies() {
+    let bus = Bus::start().await;
+    let gateway = bus.connect("gateway").await;
+    // Every other client's replies land under `_INBOX.`: users.get, users.authenticate.
+    let _reader = gateway.client.subscribe("_INBOX.>").await.unwrap();
+    gateway
+        .violations
+        .wait_for("Subscription to \"_INBOX.>\"")
+        .await;
+    let _own = gateway
+        .client
+        .subscribe(format!("{GATEWAY_INBOX}.x.>"))
+        .await
+        .unwrap();
+    // Its own inbox is allowed, and requests through it are answered.
+    assert_eq!(ask(&gateway.client, "users.list").await, 1);
+    assert_eq!(
+        gateway.violations.all().len(),
+        1,
+        "{:?}",
+        gateway.violations.all()
+    );
 }

@@ -63,6 +63,10 @@ pub struct NatsSettings {
     /// Default timeout of requests this process sends to other services.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Where replies to this process's requests arrive: `<prefix>.<id>...`. The gateway uses
+    /// its own (`_GATEWAY_INBOX`), so NATS permissions can keep it from reading the replies
+    /// other clients get under `_INBOX`.
+    pub inbox_prefix: String,
 }
 
 impl Default for NatsSettings {
@@ -71,6 +75,7 @@ impl Default for NatsSettings {
             url: "nats://127.0.0.1:4222".to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            inbox_prefix: "_INBOX".to_owned(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl fmt::Debug for NatsSettings {
             .field("url", &crate::redact_url(&self.url))
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -92,7 +98,19 @@ impl Validate for NatsSettings {
         }
         crate::credentials::check_one_set("nats.url", &self.url)?;
         positive("nats.connect_timeout", self.connect_timeout)?;
-        positive("nats.request_timeout", self.request_timeout)
+        positive("nats.request_timeout", self.request_timeout)?;
+        let plain_tokens = self
+            .inbox_prefix
+            .split('.')
+            .all(|t| !t.is_empty() && !t.contains(['*', '>']) && !t.contains(char::is_whitespace));
+        if !plain_tokens {
+            return Err(Invalid::new(
+                "nats.inbox_prefix",
+                &self.inbox_prefix,
+                "must be a plain subject, such as _INBOX",
+            ));
+        }
+        Ok(())
     }
 }
 

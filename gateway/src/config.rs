@@ -6,7 +6,7 @@ use courier_config::{ConsulSettings, Invalid, LogSettings, NatsSettings, Secret,
 use serde::{Deserialize, Serialize};
 
 /// Everything `courier-gateway` reads at start (see `courier_config` for the layers).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// How to reach NATS.
@@ -19,6 +19,25 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log output.
     pub log: LogSettings,
+}
+
+/// The gateway's own reply inbox: `ops/nats/authorization.conf` lets the gateway user
+/// subscribe there and nowhere else.
+pub const GATEWAY_INBOX: &str = "_GATEWAY_INBOX";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            nats: NatsSettings {
+                inbox_prefix: GATEWAY_INBOX.to_owned(),
+                ..NatsSettings::default()
+            },
+            consul: ConsulSettings::default(),
+            gateway: GatewaySettings::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
 }
 
 /// How instances are picked.

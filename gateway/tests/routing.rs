@@ -354,3 +354,20 @@ async fn the_openapi_document_validates_and_swagger_ui_is_served_offline() {
         "the bundle is served by the gateway"
     );
 }
+
+#[tokio::test]
+async fn on_the_shipped_nats_permissions_the_gateway_routes_through_its_own_inbox() {
+    let world = World::start_secured();
+    let _toy = world.toy("toy").await;
+    let gateway = Gateway::start(world.gateway_settings()).await;
+    gateway.until_routed("/toy/items/1").await;
+    let reply = gateway.get("/toy/items/7").await;
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["got"]["id"], "7");
+    assert!(
+        !world.nats.log().contains("Permissions Violation"),
+        "{}",
+        world.nats.log()
+    );
+}

@@ -156,6 +156,8 @@ pub fn toy_service(name: &str) -> Service {
 pub struct World {
     pub nats: TestNats,
     pub consul: TestConsul,
+    /// Whether NATS runs the shipped users and permissions (`ops/nats/`).
+    secured: bool,
 }
 
 impl World {
@@ -163,19 +165,47 @@ impl World {
         Self {
             nats: TestNats::start(),
             consul: TestConsul::start(),
+            secured: false,
+        }
+    }
+
+    /// NATS with the shipped configuration: services connect as `service`, the gateway as
+    /// `gateway` (which may read replies only in its own inbox).
+    pub fn start_secured() -> Self {
+        let store = std::env::temp_dir().join(format!("courier-gw-nats-{}", nuid::next()));
+        Self {
+            nats: TestNats::start_with_ops_config(&store),
+            consul: TestConsul::start(),
+            secured: true,
+        }
+    }
+
+    /// The NATS URL for `user`, with its password when NATS is secured.
+    fn url_for(&self, user: &str) -> String {
+        match self.secured {
+            true => self.nats.url().replacen(
+                "nats://",
+                &format!("nats://{user}:{}@", courier_testkit::ops_password(user)),
+                1,
+            ),
+            false => self.nats.url(),
         }
     }
 
     /// Runs the toy service `name` in-process, registered in Consul, until the handle drops.
     pub async fn toy(&self, name: &str) -> ServiceThread<()> {
-        let (url, consul) = (
-            self.nats.url(),
-            courier_discovery::testing::settings(&self.consul, ""),
-        );
+        let settings = NatsSettings {
+            url: self.url_for("service"),
+            ..NatsSettings::default()
+        };
+        let consul = courier_discovery::testing::settings(&self.consul, "");
         let name = name.to_owned();
         let (_, thread) =
             ServiceThread::start(Duration::from_secs(20), move |started, stop| async move {
-                let nats = async_nats::connect(url).await.expect("connect");
+                let registry = prometheus::Registry::new();
+                let nats = courier_runtime::nats::connect(&settings, "toy", &registry)
+                    .await
+                    .expect("connect");
                 let admin = courier_config::AdminSettings::default();
                 let service = ServiceSettings::default();
                 let runtime = courier_runtime::RuntimeSettings {
@@ -183,7 +213,6 @@ impl World {
                     admin: &admin,
                     consul: &consul,
                 };
-                let registry = prometheus::Registry::new();
                 courier_runtime::serve(
                     toy_service(&name),
                     nats,
@@ -203,8 +232,8 @@ impl World {
     pub fn gateway_settings(&self) -> Settings {
         Settings {
             nats: NatsSettings {
-                url: self.nats.url(),
-                ..NatsSettings::default()
+                url: self.url_for("gateway"),
+                ..Settings::default().nats
             },
             consul: courier_discovery::testing::settings(&self.consul, ""),
             gateway: GatewaySettings {

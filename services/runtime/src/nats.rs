@@ -56,6 +56,7 @@ async fn connect_one(
     };
     options
         .name(client_name)
+        .custom_inbox_prefix(settings.inbox_prefix.as_str())
         .connection_timeout(settings.connect_timeout)
         .request_timeout(Some(settings.request_timeout))
         .event_callback(move |event| {
