@@ -469,10 +469,12 @@ mod tests {
         let out = meta.outgoing_headers();
         assert_eq!(out.get(header::AUTH_SUBJECT).unwrap().as_str(), "u1");
         assert_eq!(out.get(header::AUTH_ROLES).unwrap().as_str(), "admin,ops");
-        assert!(Meta::from_headers(Some(&headers(&[(header::AUTH_SUBJECT, " ")])))
-            .unwrap()
-            .caller
-            .is_none());
+        assert!(
+            Meta::from_headers(Some(&headers(&[(header::AUTH_SUBJECT, " ")])))
+                .unwrap()
+                .caller
+                .is_none()
+        );
     }
 
     #[test]

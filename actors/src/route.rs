@@ -242,7 +242,10 @@ impl Route {
             Access::Login => "login".to_owned(),
         };
         [
-            (ROUTE_KEY.to_owned(), format!("{} {}", self.method, self.path)),
+            (
+                ROUTE_KEY.to_owned(),
+                format!("{} {}", self.method, self.path),
+            ),
             (AUTH_KEY.to_owned(), access),
             (STATUS_KEY.to_owned(), self.status.to_string()),
         ]
@@ -256,7 +259,9 @@ impl Route {
             problem: problem.to_owned(),
         };
         let parse = || {
-            let (method, path) = declared.split_once(' ').ok_or_else(|| bad("not METHOD /path"))?;
+            let (method, path) = declared
+                .split_once(' ')
+                .ok_or_else(|| bad("not METHOD /path"))?;
             let method = Method::parse(method).ok_or_else(|| bad("unknown method"))?;
             let access = match metadata.get(AUTH_KEY).map(String::as_str) {
                 None | Some("public") => Access::Public,

@@ -233,7 +233,9 @@ impl ServiceBuilder {
         let mut routes = HashSet::new();
         for ep in &s.endpoints {
             if let Some(route) = &ep.route {
-                route.validate().map_err(|e| Error::Definition(e.to_string()))?;
+                route
+                    .validate()
+                    .map_err(|e| Error::Definition(e.to_string()))?;
                 if !routes.insert((route.method, route.path.as_str())) {
                     return bad(format!(
                         "HTTP route {} {} is declared twice",
