@@ -260,12 +260,7 @@ impl Stream {
                 seen
             }
         });
-        Self {
-            stop,
-            failures,
-            sent,
-            task,
-        }
+        Self { stop, sent, task }
     }
 
     /// Stops and returns (sent, failures seen).
