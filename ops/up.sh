@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Runs Courier on this machine: installs what is missing, builds, starts NATS (unless one
-# already answers at $NATS_URL) and the services, and stops them all on Ctrl-C.
+# Runs Courier on this machine: installs what is missing, builds, starts NATS and Consul (unless
+# they already answer), the services and the HTTP gateway, and stops them all on Ctrl-C.
 #
 #   ops/up.sh             run in the foreground; Ctrl-C drains and stops everything it started
 #   ops/up.sh --detach    start and return; stop later with ops/down.sh
 #
-# Environment: NATS_URL (default nats://127.0.0.1:4222), DATABASE_URL for the users service
-# (default sqlite://data/users.db), any COURIER_* setting (see README). Logs and PIDs: .run/
+# Environment: NATS_URL (default nats://127.0.0.1:4222), CONSUL_HTTP_ADDR (127.0.0.1:8500),
+# DATABASE_URL for the users service (default sqlite://data/users.db), COURIER_GATEWAY__BIND
+# (127.0.0.1:8080), any COURIER_* setting (see README). Logs and PIDs: .run/
+# Without COURIER_AUTH__JWT_SECRET or COURIER_AUTH__JWT_PUBLIC_KEY, a random local JWT secret
+# is made on first use into .run/gateway-secret.env. COURIER_USERS__ADMIN_EMAILS defaults to
+# admin@example.com: sign up with it to get the admin role.
 # A NATS started here runs ops/nats/nats-server.conf (users admin, service, gateway, guest);
 # their passwords are made on first use into .run/nats-passwords.env, and
 # `. .run/nats-admin.env` sets up the nats CLI as admin.
@@ -21,7 +25,7 @@ detach=false
 case ${1:-} in
     "") ;;
     --detach) detach=true ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: ops/up.sh [--detach]" >&2; exit 2 ;;
 esac
 
@@ -192,8 +196,38 @@ fi
 say "starting users (database ${DATABASE_URL:-sqlite://data/users.db})"
 users_admin=${USERS_ADMIN_BIND:-127.0.0.1:9101}
 NATS_URL=$services_nats_url DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} \
+    COURIER_USERS__ADMIN_EMAILS=${COURIER_USERS__ADMIN_EMAILS:-admin@example.com} \
     COURIER_ADMIN__BIND=$users_admin launch users target/release/courier-users
 wait_for_log users "Service started"
+
+# The gateway signs tokens with a configured key, or with a local secret made here once.
+gateway_secret="$run/gateway-secret.env"
+if [[ -z ${COURIER_AUTH__JWT_SECRET:-} && -z ${COURIER_AUTH__JWT_PUBLIC_KEY:-} ]]; then
+    if [[ ! -s $gateway_secret ]]; then
+        (
+            umask 077
+            printf 'COURIER_AUTH__JWT_SECRET=%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >"$gateway_secret"
+        )
+        say "made a local JWT secret in .run/gateway-secret.env"
+    fi
+    set -a
+    # shellcheck source=/dev/null
+    . "$gateway_secret"
+    set +a
+fi
+gateway_bind=${COURIER_GATEWAY__BIND:-127.0.0.1:8080}
+gateway_nats_url=$NATS_URL
+$ours && gateway_nats_url="nats://gateway:$(nats_password gateway)@$nats_host:$nats_port"
+say "starting the gateway on http://$gateway_bind"
+NATS_URL=$gateway_nats_url COURIER_GATEWAY__BIND=$gateway_bind launch gateway target/release/courier-gateway
+wait_for_log gateway "Gateway listening"
+# Ready once it has learned the users routes from Consul and the service's $SRV.INFO.
+for _ in $(seq 1 300); do
+    curl -fsS "http://$gateway_bind/services" 2>/dev/null | grep -q '"users.get"' && break
+    sleep 0.1
+done
+curl -fsS "http://$gateway_bind/services" 2>/dev/null | grep -q '"users.get"' ||
+    die "the gateway did not learn the users routes within 30 s (logs: .run/gateway.log, .run/users.log)"
 
 if $ours; then
     nats_users="users admin, service, gateway, guest (ops/nats/); passwords in .run/nats-passwords.env"
@@ -207,8 +241,19 @@ cat <<EOF
 Courier is up.
   NATS      $(redacted "$NATS_URL")   $nats_users
   Consul    http://$consul_host:$consul_port/ui/   (every instance with its checks)
-  users     users.create / get / list / update / delete / authenticate   (log: .run/users.log)
+  users     users.create / get / me / list / update / delete / authenticate   (log: .run/users.log)
             http://$users_admin/health  /health/ready  /metrics
+  gateway   http://$gateway_bind   (log: .run/gateway.log)
+            Swagger UI  http://$gateway_bind/api/     OpenAPI  http://$gateway_bind/api-docs/openapi.json
+            services    http://$gateway_bind/services   metrics  http://$gateway_bind/metrics
+
+Try it over HTTP:
+  curl -s -X POST http://$gateway_bind/users -H 'Content-Type: application/json' \\
+       -d '{"name":"Ada","email":"ada@example.com","password":"correct horse"}'
+  TOKEN=\$(curl -s -X POST http://$gateway_bind/auth/login -H 'Content-Type: application/json' \\
+       -d '{"email":"ada@example.com","password":"correct horse"}' | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
+  curl -s http://$gateway_bind/users/profile -H "Authorization: Bearer \$TOKEN"
+  (sign up as admin@example.com for the admin role: GET /users lists everyone)
 
 Try it with the NATS CLI:
 $cli_setup

@@ -8,7 +8,8 @@
 //!    (`COURIER_ENVIRONMENT` picks the environment, `local` by default);
 //! 3. the ecosystem's own variables where the struct has the key (`NATS_URL`, `DATABASE_URL`,
 //!    `CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`);
-//! 4. `COURIER_<SECTION>__<KEY>` variables (`COURIER_NATS__URL`, `COURIER_SERVICE__MAX_IN_FLIGHT`).
+//! 4. `COURIER_<SECTION>__<KEY>` variables (`COURIER_NATS__URL`, `COURIER_SERVICE__MAX_IN_FLIGHT`);
+//!    one whose section the process does not have is another process's and left alone.
 //!
 //! Nothing is read behind the caller's back: the loader is given the environment as a map, so
 //! tests pass their own. Unknown keys and bad values are a [`ConfigError`] whose one-line

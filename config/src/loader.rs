@@ -61,8 +61,11 @@ impl Loader {
                 }
             }
         }
+        // A variable whose section this process does not have belongs to another Courier
+        // process sharing the environment (`COURIER_GATEWAY__BIND` beside a service): left
+        // alone, as the ecosystem aliases are. An unknown key in a known section is an error.
         for (var, value) in &self.env {
-            if let Some(key) = key_of_var(var) {
+            if let Some(key) = key_of_var(var).filter(|key| merged.has_section_of(key)) {
                 merged.var(var, &key, value)?;
             }
         }

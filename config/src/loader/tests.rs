@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::{DatabaseSettings, NatsSettings, Secret, ServiceSettings};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Settings {
     nats: NatsSettings,
@@ -188,6 +188,19 @@ fn unknown_courier_variables_are_refused() {
         .load::<Settings>()
         .unwrap_err();
     assert!(err.to_string().contains("urll"), "{err}");
+}
+
+#[test]
+fn a_variable_for_another_process_s_section_is_left_alone() {
+    // One environment for every process (a shell, a compose file): the gateway's settings
+    // must not stop a service, whose settings have no `gateway` section.
+    let settings = env(&[
+        ("COURIER_GATEWAY__BIND", "127.0.0.1:8089"),
+        ("COURIER_AUTH__JWT_SECRET", "s"),
+    ])
+    .load::<Settings>()
+    .unwrap();
+    assert_eq!(settings, Settings::default());
 }
 
 #[test]
