@@ -2,6 +2,7 @@
 //! errors to the wire.
 
 use courier_actors::error::quote;
+use courier_actors::meta::header;
 use courier_actors::{Caller, ServiceError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -67,9 +68,14 @@ pub enum UsersError {
     /// The caller's deadline passed before the work could be committed; nothing was changed.
     #[error("the request's deadline passed before it was committed")]
     DeadlinePassed,
+    /// The request id (`X-Request-Id`) already names a write of this endpoint that asked
+    /// something else (another body or caller); nothing was done. A retry repeats the request
+    /// id and the request; a new request needs a new request id.
+    #[error("this request id was already used for a different request")]
+    RequestIdReused,
     /// The database failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The password hasher failed or crashed.
     #[error("password hashing failed: {0}")]
     Hashing(String),
@@ -92,11 +98,23 @@ impl From<UsersError> for ServiceError {
             }
             UsersError::Forbidden => ServiceError::new(403, e.to_string()),
             UsersError::DeadlinePassed => ServiceError::timeout(e.to_string()),
+            UsersError::RequestIdReused => ServiceError::unprocessable(e.to_string())
+                .with_details(json!({ "header": header::REQUEST_ID })),
             UsersError::Store(_) | UsersError::Hashing(_) => {
                 // Internals stay in the log, once, here at the edge.
                 tracing::error!(error = %e, "Users request failed.");
                 ServiceError::internal("the users service failed; see its log")
             }
+        }
+    }
+}
+
+impl From<StoreError> for UsersError {
+    /// A request id reused for another request is the caller's mistake; the rest, the store's.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::KeyReused => UsersError::RequestIdReused,
+            other => UsersError::Store(other),
         }
     }
 }
@@ -243,6 +261,7 @@ mod tests {
         assert_eq!(code(UsersError::BadCredentials), 401);
         assert_eq!(code(UsersError::Unauthenticated), 401);
         assert_eq!(code(UsersError::Forbidden), 403);
+        assert_eq!(code(UsersError::from(StoreError::KeyReused)), 422);
         assert_eq!(code(UsersError::Hashing("boom".into())), 500);
     }
 

@@ -19,6 +19,12 @@
 //! inside the system over NATS (NATS permissions keep end users off the bus) and is trusted:
 //! it may change any account, and gets 401 from `users.me`, which needs someone to be.
 //!
+//! Writes (`users.create`, `users.update`, `users.delete`) are idempotent by request id
+//! (`X-Request-Id`, which the gateway passes on from the client): a retry with the same
+//! request id and the same request (body and caller) gets the first reply, and the same
+//! request id with a different request is refused with 422, its first reply unseen (see
+//! [`crate::fingerprint`]).
+//!
 //! Events: `events.users.created` ([`User`]), `events.users.deleted` ([`Deleted`]).
 
 use courier_actors::{Call, Endpoint, Route, Service, ServiceBuilder, Supervised};

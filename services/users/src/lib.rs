@@ -8,6 +8,7 @@
 //! - [`users`] — the logic, plain async methods.
 //! - [`domain`] — the `User`, input rules, the domain error and its wire mapping.
 //! - [`store`] — the database and its migrations.
+//! - [`fingerprint`] — what a write asked for, so that a reused request id is refused.
 //! - [`hasher`] — argon2id on sync actors.
 //! - [`config`] — settings.
 //!
@@ -28,6 +29,7 @@ pub mod actor;
 pub mod config;
 pub mod domain;
 pub mod endpoints;
+pub mod fingerprint;
 pub mod hasher;
 pub mod store;
 pub mod users;

@@ -11,6 +11,7 @@ use crate::domain::{self, User, UsersError};
 use crate::endpoints::{
     Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, UpdateUser, UserPage,
 };
+use crate::fingerprint::Fingerprint;
 use crate::hasher::HasherHandle;
 use crate::store::{Claim, Store, StoreError, UserChange, UserRow, Write, WriteKey};
 
@@ -48,12 +49,14 @@ pub struct UserCreated(pub User);
 
 impl Users {
     /// Validates, hashes, stores, publishes `events.users.created`. A retry under the same
-    /// request id gets the first user back (see [`WriteKey`]).
+    /// request id gets the first user back; another request under it, a
+    /// [`UsersError::RequestIdReused`] (see [`WriteKey`]).
     pub async fn create(self, req: CreateUser, meta: Meta) -> Result<User, UsersError> {
-        let key = write_key(&meta, CREATE);
         let name = domain::valid_name(&req.name)?;
         let email = domain::valid_email(&req.email)?;
         domain::valid_password(&req.password)?;
+        let fingerprint = Fingerprint::create(CREATE, meta.caller.as_ref(), &name, &email);
+        let key = write_key(&meta, CREATE, &fingerprint);
         if let Some(user) = self.store.reply(key).await? {
             return Ok(user);
         }
@@ -121,11 +124,13 @@ impl Users {
 
     /// Changes the given fields, and only those, so that concurrent updates of other fields
     /// are kept; at least one is required. A retry under the same request id gets the first
-    /// reply back.
+    /// reply back (and another request under it, by another caller too, a 422).
     pub async fn update(self, req: UpdateUser, meta: Meta) -> Result<User, UsersError> {
-        let key = write_key(&meta, UPDATE);
         let mut change = valid_change(&req)?;
-        domain::may_change(meta.caller.as_ref(), &change.id)?;
+        let caller = meta.caller.as_ref();
+        domain::may_change(caller, &change.id)?;
+        let fingerprint = Fingerprint::update(UPDATE, caller, &change, req.password.is_some());
+        let key = write_key(&meta, UPDATE, &fingerprint);
         if let Some(user) = self.store.reply(key).await? {
             return Ok(user);
         }
@@ -159,9 +164,10 @@ impl Users {
     /// Deletes the user; publishes `events.users.deleted`. A retry under the same request id
     /// gets the first reply back, not a 404.
     pub async fn delete(self, req: DeleteUser, meta: Meta) -> Result<Deleted, UsersError> {
-        let key = write_key(&meta, DELETE);
         let id = domain::valid_id(&req.id)?;
         domain::may_change(meta.caller.as_ref(), &id)?;
+        let fingerprint = Fingerprint::delete(DELETE, meta.caller.as_ref(), &id);
+        let key = write_key(&meta, DELETE, &fingerprint);
         let mut write = match self.store.claim(key).await? {
             Claim::Fresh(write) => write,
             Claim::Done(deleted) => return Ok(deleted),
@@ -229,11 +235,13 @@ fn valid_change(req: &UpdateUser) -> Result<UserChange, UsersError> {
     })
 }
 
-/// The key a write and its reply are stored under: the request id, per endpoint.
-fn write_key<'a>(meta: &'a Meta, endpoint: &'a str) -> WriteKey<'a> {
+/// The key a write and its reply are stored under: the request id, per endpoint, with what
+/// the request asks.
+fn write_key<'a>(meta: &'a Meta, endpoint: &'a str, fingerprint: &'a Fingerprint) -> WriteKey<'a> {
     WriteKey {
         request_id: &meta.request_id,
         endpoint,
+        fingerprint,
     }
 }
 
@@ -276,7 +284,7 @@ fn public(row: UserRow) -> User {
 fn taken(e: StoreError, email: &str) -> UsersError {
     match e {
         StoreError::Duplicate => UsersError::EmailTaken(email.to_owned()),
-        other => UsersError::Store(other),
+        other => UsersError::from(other),
     }
 }
 

@@ -164,3 +164,37 @@ async fn a_create_sent_twice_at_once_with_one_request_id_makes_one_user_on_postg
     t.stop().await;
     db.drop_db().await;
 }
+
+#[actix_rt::test]
+async fn a_request_id_reused_for_another_create_is_refused_on_postgres() {
+    let Some(db) = TestPostgres::create().await else {
+        return;
+    };
+    let t = start(db.settings()).await;
+    let service = &t;
+    let send = |body: serde_json::Value| async move {
+        let headers = [("X-Request-Id", "r-1")];
+        service
+            .json_with("users.create", &body.to_string(), &headers)
+            .await
+    };
+    let user = |name: &str, email: &str| {
+        let password = "correct horse";
+        serde_json::json!({"name": name, "email": email, "password": password})
+    };
+    let (code, ada) = send(user("Ada", "ada@example.com")).await;
+    assert_eq!(code, None, "{ada}");
+    let (code, reply) = send(user("Eve", "eve@example.com")).await;
+    assert_eq!(code, Some(422), "{reply}");
+    assert!(!reply.to_string().contains("ada@example.com"), "{reply}");
+    let (code, again) = send(user("Ada", "ada@example.com")).await;
+    assert_eq!(
+        (code, &again),
+        (None, &ada),
+        "a true retry gets the stored reply"
+    );
+    let (_, page) = t.json("users.list", "{}").await;
+    assert_eq!(page["users"], serde_json::json!([ada]), "no second user");
+    t.stop().await;
+    db.drop_db().await;
+}

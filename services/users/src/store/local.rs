@@ -71,11 +71,17 @@ pub(super) fn users(file: &Path, after: &str, limit: u32) -> Result<Vec<UserRow>
     })
 }
 
-/// The stored reply of the write under `key`, as JSON.
-pub(super) fn reply(file: &Path, key: WriteKey<'_>) -> Result<Option<String>, StoreError> {
+/// The stored reply of the write under `key`, as JSON, and its request's fingerprint (`None`
+/// when stored before fingerprints existed).
+pub(super) fn reply(
+    file: &Path,
+    key: WriteKey<'_>,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
     with_connection(file, |c| {
         c.prepare_cached(sql::REPLY)?
-            .query_row([key.request_id, key.endpoint], |row| row.get(0))
+            .query_row([key.request_id, key.endpoint], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()
     })
 }

@@ -42,6 +42,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Comma-separated role names (letters, digits, `_`); existing users get none.
         "ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        5,
+        "add request fingerprints to idempotency keys",
+        // `crate::fingerprint`, in hex. NULL for keys stored before (or, during a rolling
+        // upgrade, by an older instance): they match any request until pruned, a day later.
+        "ALTER TABLE idempotency_keys ADD COLUMN fingerprint TEXT",
+    ),
 ];
 
 /// The PostgreSQL advisory lock that serialises migrations across instances starting at once
@@ -127,7 +134,9 @@ mod tests {
     use courier_config::{DatabaseSettings, Secret};
     use sqlx::AnyPool;
 
+    use super::super::WriteKey;
     use super::*;
+    use crate::fingerprint::Fingerprint;
 
     /// A SQLite file with the schema of migrations `..version` and one user, Ada.
     async fn schema_before(version: i64, url: &str) {
@@ -170,6 +179,39 @@ mod tests {
             (ada.email.as_str(), ada.roles.len()),
             ("ada@example.com", 0)
         );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_reply_stored_before_fingerprints_existed_is_replayed_to_its_key() {
+        sqlx::any::install_default_drivers();
+        let dir = std::env::temp_dir().join(format!("courier-fingerprint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/users.db", dir.display());
+        schema_before(5, &url).await;
+        let pool = AnyPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (request_id, endpoint, reply, created_at) \
+             VALUES ('r', 'users.delete', '{\"id\":\"u1\"}', 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let settings = DatabaseSettings {
+            url: Secret::new(url),
+            max_connections: 2,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        let fingerprint = Fingerprint::delete("users.delete", None, "u2");
+        let key = WriteKey {
+            request_id: "r",
+            endpoint: "users.delete",
+            fingerprint: &fingerprint,
+        };
+        let reply: Option<serde_json::Value> = store.reply(key).await.unwrap();
+        assert_eq!(reply, Some(serde_json::json!({"id": "u1"})));
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

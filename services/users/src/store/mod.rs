@@ -9,33 +9,27 @@
 //! a writer writes. The SQL is the same text for both ways, defined once below.
 //!
 //! Every write runs in a [`Write`]: one transaction that also stores the write's reply under
-//! the caller's request id ([`WriteKey`]), so that a retry gets the first reply instead of
-//! doing the work again, and so that the caller can still roll everything back just before
-//! commit (when its deadline has passed).
+//! the caller's request id ([`WriteKey`], in `idempotency.rs`) with the request's fingerprint,
+//! so that a retry gets the first reply instead of doing the work again (and a request id
+//! reused for another request is refused), and so that the caller can still roll everything
+//! back just before commit (when its deadline has passed).
 
+mod idempotency;
 mod local;
 mod migrate;
 mod write;
 
+pub use idempotency::{Claim, WriteKey, KEEP_REPLIES};
 pub use write::Write;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_config::DatabaseSettings;
-use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
-
-/// How long the reply of a write is kept for retries under the same request id. Far longer
-/// than any caller retries, short enough that the table stays small.
-pub const KEEP_REPLIES: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How often an instance deletes replies older than [`KEEP_REPLIES`]: once a minute is one
-/// indexed delete per minute, not one per write.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+use sqlx::{AnyPool, Row};
 
 /// A stored user, hash included: never leaves this service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +88,10 @@ pub enum StoreError {
     /// A write's reply could not be stored as JSON, or a stored one read back.
     #[error("stored reply: {0}")]
     Reply(#[source] serde_json::Error),
+    /// A write under this request id and endpoint was done for a different request (another
+    /// body or caller): its reply is not this request's to see.
+    #[error("the request id was already used for a different request")]
+    KeyReused,
 }
 
 /// The pool. Cheap to clone.
@@ -122,27 +120,6 @@ pub struct UserChange {
     pub updated_at: String,
 }
 
-/// What makes two writes the same write: the caller's request id (`X-Request-Id`, which a
-/// retry repeats) and the endpoint. The body is not part of it: a second request with the same
-/// id and endpoint gets the first one's reply whatever it asks, since a request id names one
-/// request. A caller that sends several writes to one endpoint must give each its own id.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteKey<'a> {
-    /// The caller's request id.
-    pub request_id: &'a str,
-    /// The endpoint's subject.
-    pub endpoint: &'a str,
-}
-
-/// The outcome of [`Store::claim`].
-#[derive(Debug)]
-pub enum Claim<R> {
-    /// No write under this key has committed: do it in this transaction.
-    Fresh(Write),
-    /// One has: its reply.
-    Done(R),
-}
-
 const COLUMNS: &str = "id, name, email, roles, password_hash, created_at, updated_at";
 
 /// The reads, one text for sqlx and for the thread-local SQLite connections.
@@ -153,8 +130,8 @@ mod sql {
                                 updated_at FROM users WHERE email = $1";
     pub const LIST: &str = "SELECT id, name, email, roles, password_hash, created_at, updated_at \
                             FROM users WHERE id > $1 ORDER BY id LIMIT $2";
-    pub const REPLY: &str =
-        "SELECT reply FROM idempotency_keys WHERE request_id = $1 AND endpoint = $2";
+    pub const REPLY: &str = "SELECT reply, fingerprint FROM idempotency_keys \
+                             WHERE request_id = $1 AND endpoint = $2";
 }
 
 impl Store {
@@ -177,85 +154,6 @@ impl Store {
         }
         store.migrate().await?;
         Ok(store)
-    }
-
-    /// The reply of the write done under `key`, if one committed.
-    pub async fn reply<R: DeserializeOwned>(
-        &self,
-        key: WriteKey<'_>,
-    ) -> Result<Option<R>, StoreError> {
-        let json = match &self.file {
-            Some(file) => local::reply(file, key)?,
-            None => {
-                let row = sqlx::query(sql::REPLY)
-                    .bind(key.request_id)
-                    .bind(key.endpoint)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(|row| row.try_get::<String, _>("reply"))
-                    .transpose()?
-            }
-        };
-        json.map(|json| serde_json::from_str(&json).map_err(StoreError::Reply))
-            .transpose()
-    }
-
-    /// Starts the write under `key`: a transaction whose first statement inserts the key, so
-    /// that a concurrent duplicate waits on the key until this one commits (then finds its
-    /// reply) or rolls back (then does the work itself). Dropping the [`Write`] rolls back.
-    pub async fn claim<R: DeserializeOwned>(
-        &self,
-        key: WriteKey<'_>,
-    ) -> Result<Claim<R>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (request_id, endpoint, reply, created_at) VALUES ($1, $2, '', $3)",
-        )
-        .bind(key.request_id)
-        .bind(key.endpoint)
-        .bind(unix_millis(SystemTime::now()))
-        .execute(&mut *tx)
-        .await;
-        match inserted.map_err(duplicate_or_query) {
-            Ok(_) => {}
-            Err(StoreError::Duplicate) => {
-                tx.rollback().await?;
-                // A key is only ever committed with its reply, and kept for a day: it is there.
-                let done = self.reply(key).await?;
-                return done
-                    .map(Claim::Done)
-                    .ok_or(StoreError::Query(sqlx::Error::RowNotFound));
-            }
-            Err(e) => return Err(e),
-        }
-        self.prune_if_due(&mut tx).await?;
-        Ok(Claim::Fresh(Write {
-            tx,
-            request_id: key.request_id.to_owned(),
-            endpoint: key.endpoint.to_owned(),
-        }))
-    }
-
-    /// Deletes replies older than [`KEEP_REPLIES`], at most once per [`PRUNE_EVERY`] per
-    /// instance, inside a write's transaction so that it costs no commit of its own.
-    async fn prune_if_due(&self, tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
-        let now = unix_millis(SystemTime::now());
-        let last = self.last_prune.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= millis(PRUNE_EVERY);
-        // Only the write that moves the mark prunes, however many see it due at once.
-        if !due
-            || self
-                .last_prune
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(());
-        }
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(now - millis(KEEP_REPLIES))
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
     }
 
     /// The user with `id`.

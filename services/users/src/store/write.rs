@@ -5,8 +5,9 @@ use sqlx::{Any, Transaction};
 
 use super::{duplicate_or_query, from_row, roles_column, StoreError, UserChange, UserRow, COLUMNS};
 
-/// A write in progress under its [`WriteKey`]: changes, then [`Write::record`] of the reply,
-/// then [`Write::commit`]. Dropped without a commit, it rolls back, key included.
+/// A write in progress under its [`WriteKey`](super::WriteKey): changes, then
+/// [`Write::record`] of the reply, then [`Write::commit`]. Dropped without a commit, it rolls
+/// back, key included.
 #[derive(Debug)]
 pub struct Write {
     pub(super) tx: Transaction<'static, Any>,
