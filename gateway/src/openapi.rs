@@ -30,7 +30,7 @@ pub fn access_label(access: &Access) -> String {
         Access::Public => "public".to_owned(),
         Access::Bearer { roles } if roles.is_empty() => "bearer".to_owned(),
         Access::Bearer { roles } => format!("bearer, one of: {}", roles.join(", ")),
-        Access::Login => "public (login: answers a token)".to_owned(),
+        Access::Login => "public; login: answers a token".to_owned(),
     }
 }
 

@@ -192,8 +192,12 @@ fn authorize(
     entry: &RouteEntry,
     headers: &HeaderMap,
 ) -> Result<Option<Caller>, GatewayError> {
-    let Access::Bearer { roles } = &entry.route.access else {
-        return Ok(None);
+    let roles = match &entry.route.access {
+        Access::Public => return Ok(None),
+        // Without a key no token can be issued: say so before the password is checked.
+        Access::Login if gateway.tokens.as_ref().is_some_and(Tokens::can_issue) => return Ok(None),
+        Access::Login => return Err(GatewayError::AuthNotConfigured),
+        Access::Bearer { roles } => roles,
     };
     let tokens = gateway
         .tokens

@@ -142,6 +142,14 @@ async fn a_token_from_an_rs256_gateway_is_refused_by_confusion_and_a_gateway_wit
         200,
         "public routes still work"
     );
+    let login = bare
+        .http
+        .post(bare.url("/toy/login"))
+        .json(&json!({"email": "a@b.test", "password": "right"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 503, "no token can be issued");
 }
 
 #[tokio::test]
