@@ -7,7 +7,10 @@
 //!   PostgreSQL when one answers at `$COURIER_TEST_POSTGRES_URL`);
 //! - `users.create`: argon2id-bound by design, against the hashing pool size; and `users.get`
 //!   while creates run at full speed (hashing must not starve reads);
-//! - start-up (spawn to ready) and idle RSS of the users binary.
+//! - start-up (spawn to ready) and idle RSS of the users binary;
+//! - `GET /users/{id}` over HTTP through the gateway (a child process running
+//!   `courier_gateway::run`, routes learned from a real Consul) to the users binary, with the
+//!   gateway's and the service's CPU per request, and the gateway's start-up and idle RSS.
 //!
 //! It prints requests/s, p50 and p99 latency, the responder process's CPU per request (from
 //! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
@@ -30,6 +33,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use courier_testkit::TestNats;
 
+#[path = "path/gateway.rs"]
+mod gateway;
+use gateway::GATEWAY_SECRET;
+
 /// Which responder this process is, when the bench runs itself as a child.
 const ROLE: &str = "COURIER_BENCH_ROLE";
 
@@ -37,6 +44,7 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("bare") => responders::bare(),
         Ok("trivial") => responders::trivial(),
+        Ok("gateway") => responders::gateway(),
         Ok(other) => panic!("unknown {ROLE} {other}"),
         Err(_) => run(),
     }
@@ -101,6 +109,21 @@ mod responders {
         }
     }
 
+    /// The gateway as its binary runs it, settings from the environment.
+    pub fn gateway() {
+        let settings: courier_gateway::Settings =
+            courier_config::Loader::from_env(std::env::vars())
+                .load()
+                .expect("gateway settings");
+        System::new()
+            .block_on(courier_gateway::run(
+                settings,
+                |addr| println!("ready {addr}"),
+                std::future::pending(),
+            ))
+            .expect("the gateway runs");
+    }
+
     /// A Courier endpoint with a trivial actor, on the settings a service would have.
     pub fn trivial() {
         System::new().block_on(async {
@@ -146,15 +169,50 @@ impl Responder {
         Self::spawn_and_wait(cmd, |line| line == "ready")
     }
 
+    /// The gateway on a free port, against `consul`; its address and spawn-to-listening time.
+    fn gateway(nats: &str, consul: &str) -> (Self, String) {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        let bind = format!("127.0.0.1:{}", courier_testkit::free_port());
+        let mut cmd = Command::new(exe);
+        cmd.env(ROLE, "gateway")
+            .env("NATS_URL", nats)
+            .env("CONSUL_HTTP_ADDR", consul)
+            .env("COURIER_GATEWAY__BIND", &bind)
+            .env("COURIER_GATEWAY__MAX_IN_FLIGHT", "100000")
+            .env("COURIER_AUTH__JWT_SECRET", GATEWAY_SECRET)
+            .env("RUST_LOG", "warn");
+        (
+            Self::spawn_and_wait(cmd, |line| line.starts_with("ready")),
+            bind,
+        )
+    }
+
     fn users(nats: &str, database: &str, hash_workers: usize, workers: usize) -> (Self, Duration) {
+        Self::users_in(nats, database, hash_workers, workers, None)
+    }
+
+    /// The users binary; registered in the Consul at `consul` when one is given.
+    fn users_in(
+        nats: &str,
+        database: &str,
+        hash_workers: usize,
+        workers: usize,
+        consul: Option<&str>,
+    ) -> (Self, Duration) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_courier-users"));
+        if let Some(consul) = consul {
+            cmd.env("CONSUL_HTTP_ADDR", consul)
+                .env("COURIER_CONSUL__REGISTER", "true")
+                .env("COURIER_CONSUL__CHECK_INTERVAL", "1s");
+        } else {
+            cmd.env("COURIER_CONSUL__REGISTER", "false");
+        }
         cmd.env("NATS_URL", nats)
             .env("COURIER_SERVICE__WORKERS", workers.to_string())
             // The load, not the in-flight limit, is what is measured: a caller's next request
             // can arrive before the slot of its last one is given back.
             .env("COURIER_SERVICE__MAX_IN_FLIGHT", "4096")
             .env("DATABASE_URL", database)
-            .env("COURIER_CONSUL__REGISTER", "false")
             .env("COURIER_USERS__HASH_WORKERS", hash_workers.to_string())
             .env("COURIER_LOG__FORMAT", "json")
             .env("RUST_LOG", "info");
@@ -544,6 +602,9 @@ fn run() {
         }
         if wanted("users.get postgres") || wanted("users.list postgres") {
             postgres(&client, &nats, &levels, duration, seeded, &mut report).await;
+        }
+        if wanted(gateway::ROW) {
+            gateway::rows(&client, &nats, &scratch, &levels, duration, &mut report).await;
         }
         println!("users start-up (spawn to serving): {ready_in:?}; idle RSS: {idle_rss:.1} MiB");
         report

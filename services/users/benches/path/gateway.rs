@@ -1,0 +1,200 @@
+//! `GET /users/{id}` over HTTP through the gateway to the users binary, both registered in a
+//! real Consul, on the nats-server of the rest of the bench: the row to compare with `bare`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use courier_testkit::{TestConsul, TestNats};
+
+use super::{Point, Report, Responder};
+
+/// The gateway's HS256 secret in the bench.
+pub const GATEWAY_SECRET: &str = "a-bench-secret-of-at-least-32-bytes";
+
+/// The row's name in the table.
+pub const ROW: &str = "GET /users/{id} gateway";
+
+pub async fn rows(
+    client: &async_nats::Client,
+    nats: &TestNats,
+    scratch: &std::path::Path,
+    levels: &[usize],
+    duration: Duration,
+    report: &mut Report,
+) {
+    let consul = TestConsul::start();
+    let db = format!("sqlite://{}/gateway.db", scratch.display());
+    let (users, _) = Responder::users_in(&nats.url(), &db, 2, 0, Some(&consul.url()));
+    let spawned = Instant::now();
+    let (gateway, bind) = Responder::gateway(&nats.url(), &consul.url());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("an HTTP client");
+    let base = format!("http://{bind}");
+    until(&http, &format!("{base}/health/ready"), |_| true).await;
+    let ready_in = spawned.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = gateway.rss_mib();
+    until(&http, &format!("{base}/services"), |body| {
+        body.contains("\"users.get\"")
+    })
+    .await;
+
+    let ids = seed(client, 100.min(levels.len() * 25)).await;
+    let token = login(&http, &base).await;
+    let urls: Arc<[String]> = ids.iter().map(|id| format!("{base}/users/{id}")).collect();
+    load(
+        &http,
+        &gateway,
+        &users,
+        urls.clone(),
+        &token,
+        4,
+        duration / 2,
+    )
+    .await;
+    for &c in levels {
+        let (point, users_cpu) =
+            load(&http, &gateway, &users, urls.clone(), &token, c, duration).await;
+        let per_request = users_cpu.as_secs_f64() * 1e6 / point.requests.max(1) as f64;
+        report.add(ROW, c, point);
+        println!(
+            "{:>26} cpu/req above is the gateway's; the users service's: {per_request:.1} µs",
+            ""
+        );
+    }
+    println!(
+        "gateway start-up (spawn to /health/ready 200): {ready_in:?}; idle RSS: {idle_rss:.1} MiB"
+    );
+}
+
+/// Polls `url` until it answers 200 with a body that satisfies `ok` (30 s at most).
+async fn until(http: &reqwest::Client, url: &str, ok: impl Fn(&str) -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if let Ok(reply) = http.get(url).send().await {
+            if reply.status() == 200 && ok(&reply.text().await.unwrap_or_default()) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{url} did not answer as expected within 30 s");
+}
+
+/// Creates `n` users over NATS and returns their ids.
+async fn seed(client: &async_nats::Client, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n.max(1) {
+        let body = format!(
+            r#"{{"name":"G{i}","email":"g{i}@example.com","password":"correct horse battery"}}"#
+        );
+        let reply = client
+            .request("users.create", body.into())
+            .await
+            .expect("create");
+        let user: serde_json::Value = serde_json::from_slice(&reply.payload).expect("a user");
+        ids.push(user["id"].as_str().expect("an id").to_owned());
+    }
+    ids
+}
+
+/// Signs up and logs in over HTTP; the bearer token.
+async fn login(http: &reqwest::Client, base: &str) -> String {
+    let body = serde_json::json!({"name": "Bench", "email": "bench@example.com", "password": "correct horse battery"});
+    let created = http
+        .post(format!("{base}/users"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sign up");
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let credentials = serde_json::json!({"email": body["email"], "password": body["password"]});
+    let reply = http
+        .post(format!("{base}/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("log in");
+    let token: serde_json::Value = reply.json().await.expect("a token");
+    token["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token: {token}"))
+        .to_owned()
+}
+
+/// `concurrency` HTTP callers in a closed loop for `duration`; anything but 200 is an error.
+/// The point's CPU is the gateway's; the users service's comes beside it.
+async fn load(
+    http: &reqwest::Client,
+    gateway: &Responder,
+    users: &Responder,
+    urls: Arc<[String]>,
+    token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> (Point, Duration) {
+    let (gateway_before, users_before) = (gateway.cpu(), users.cpu());
+    let started = Instant::now();
+    let end = started + duration;
+    let counter = Arc::new(AtomicUsize::new(0));
+    let callers = (0..concurrency).map(|_| {
+        let (http, urls, counter) = (http.clone(), urls.clone(), counter.clone());
+        let auth = format!("Bearer {token}");
+        tokio::spawn(async move {
+            let (mut latencies, mut errors, mut first) = (Vec::new(), 0usize, None);
+            while Instant::now() < end {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                let reply = http
+                    .get(&urls[i % urls.len()])
+                    .header("Authorization", &auth)
+                    .send()
+                    .await;
+                match reply {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    failed => {
+                        errors += 1;
+                        let why = match failed {
+                            Ok(r) => {
+                                format!("{}: {}", r.status(), r.text().await.unwrap_or_default())
+                            }
+                            Err(e) => e.to_string(),
+                        };
+                        first.get_or_insert(why);
+                    }
+                }
+            }
+            (latencies, errors, first)
+        })
+    });
+    let mut point = Point {
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        took: Duration::ZERO,
+        cpu: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for caller in futures::future::join_all(callers).await {
+        let (latencies, errors, first) = caller.expect("caller task");
+        point.latencies.extend(latencies);
+        point.errors += errors;
+        point.first_error = point.first_error.or(first);
+    }
+    point.took = started.elapsed();
+    point.cpu = gateway.cpu().saturating_sub(gateway_before);
+    point.requests = point.latencies.len();
+    point.latencies.sort_unstable();
+    (point, users.cpu().saturating_sub(users_before))
+}
