@@ -79,6 +79,50 @@ pub struct GatewaySettings {
     /// Retries (on another instance) as a share of requests: retries never exceed this
     /// fraction of the requests seen, plus a few, so they cannot multiply an overload.
     pub retry_budget: f64,
+    /// Routes of the gateway's own, beside those the services declare (`[[gateway.routes]]`
+    /// in a settings file): for subjects whose responders are not in Consul. They win a
+    /// conflict with a learned route.
+    pub routes: Vec<StaticRoute>,
+}
+
+/// A route from the settings: its requests go to `subject` itself, where NATS's queue group
+/// picks a responder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    /// Method and path template: `GET /legacy/{id}`.
+    pub route: String,
+    /// Where requests go: `legacy.get`.
+    pub subject: String,
+    /// `public` (the default), `bearer`, `bearer admin,ops` or `login`, as services declare.
+    #[serde(default = "public")]
+    pub auth: String,
+    /// The status of a success; 200 unless set.
+    #[serde(default = "ok")]
+    pub status: u16,
+}
+
+fn public() -> String {
+    "public".to_owned()
+}
+
+fn ok() -> u16 {
+    200
+}
+
+impl StaticRoute {
+    /// The route it declares, checked as a service's would be.
+    pub fn to_route(&self) -> Result<courier_actors::Route, courier_actors::route::RouteError> {
+        use courier_actors::route::{AUTH_KEY, ROUTE_KEY, STATUS_KEY};
+        let metadata = [
+            (ROUTE_KEY.to_owned(), self.route.clone()),
+            (AUTH_KEY.to_owned(), self.auth.clone()),
+            (STATUS_KEY.to_owned(), self.status.to_string()),
+        ];
+        let declared = courier_actors::Route::from_metadata(&metadata.into_iter().collect());
+        // Invariant: the metadata above has a route key, so there is a declaration to read.
+        declared.expect("a route key is present")
+    }
 }
 
 impl Default for GatewaySettings {
@@ -93,6 +137,7 @@ impl Default for GatewaySettings {
             cors_origins: Vec::new(),
             strategy: StrategySetting::default(),
             retry_budget: 0.2,
+            routes: Vec::new(),
         }
     }
 }
@@ -173,6 +218,19 @@ impl Validate for GatewaySettings {
                 self.retry_budget,
                 "must be between 0 and 1",
             ));
+        }
+        for route in &self.routes {
+            if let Err(e) = route.to_route() {
+                return Err(Invalid::new("gateway.routes", &route.route, e.problem));
+            }
+            let plain = |t: &str| !t.is_empty() && !t.contains(['*', '>', ' ']);
+            if !route.subject.split('.').all(plain) {
+                return Err(Invalid::new(
+                    "gateway.routes",
+                    &route.subject,
+                    "a subject is plain tokens separated by dots",
+                ));
+            }
         }
         if let Some(bad) = self.cors_origins.iter().find(|o| !valid_origin(o)) {
             return Err(Invalid::new(

@@ -47,6 +47,8 @@ pub struct Directory {
 }
 
 struct Inner {
+    /// Routes from the gateway's settings: they come first, so they win a conflict.
+    statics: Vec<RouteEntry>,
     snapshot: RwLock<Arc<Snapshot>>,
     known: Mutex<BTreeMap<String, Known>>,
     catalog_answered: AtomicBool,
@@ -64,8 +66,8 @@ impl Directory {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn watch(consul: Consul, nats: Client) -> Self {
-        let directory = Self::empty();
+    pub fn watch(consul: Consul, nats: Client, statics: Vec<RouteEntry>) -> Self {
+        let directory = Self::with_statics(statics);
         tokio::spawn(watch_catalog(directory.clone(), consul, nats));
         directory
     }
@@ -73,14 +75,21 @@ impl Directory {
     /// A directory that learns nothing by itself: [`Directory::add`] fills it (tests, a run
     /// without Consul).
     pub fn empty() -> Self {
-        Self {
+        Self::with_statics(Vec::new())
+    }
+
+    fn with_statics(statics: Vec<RouteEntry>) -> Self {
+        let directory = Self {
             inner: Arc::new(Inner {
+                statics,
                 snapshot: RwLock::default(),
                 known: Mutex::default(),
                 catalog_answered: AtomicBool::new(false),
                 stop: watch::Sender::new(false),
             }),
-        }
+        };
+        directory.rebuild();
+        directory
     }
 
     /// What requests are served from now.
@@ -144,7 +153,7 @@ impl Directory {
                 routes.insert(name.clone(), entries.clone());
             }
         }
-        let table = Table::build(&routes);
+        let table = Table::build_from(self.inner.statics.iter().chain(routes.values().flatten()));
         for conflict in table.conflicts() {
             tracing::warn!(route = %conflict.route, kept = %conflict.kept, ignored = %conflict.ignored,
                 "Two services declare the same route; the first keeps it.");
@@ -304,6 +313,7 @@ async fn routes_of(instance: &Instance, nats: &Client) -> Result<Vec<RouteEntry>
                 service: info.identity.name.clone(),
                 endpoint: endpoint.name,
                 subject: endpoint.subject,
+                direct: false,
             }),
             Some(Err(error)) => {
                 tracing::warn!(service = %info.identity.name, endpoint = %endpoint.name, %error,

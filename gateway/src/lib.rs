@@ -77,7 +77,7 @@ pub async fn run(
     let nats = courier_runtime::nats::connect(&settings.nats, "courier-gateway", &registry).await?;
     let consul = Consul::new(&settings.consul)?;
     let info = Client::new(nats.main.clone(), INFO_TIMEOUT).with_codec(Codec::Json);
-    let directory = Directory::watch(consul.clone(), info);
+    let directory = Directory::watch(consul.clone(), info, static_routes(&settings));
     let calls = Client::new(nats.main.clone(), settings.gateway.timeout);
     let gateway = web::Data::new(Gateway {
         directory: directory.clone(),
@@ -123,6 +123,25 @@ pub async fn run(
     tracing::info!("Gateway stopped.");
     Ok(())
 }
+
+/// The routes of the settings (checked when they were loaded), served by their subjects.
+fn static_routes(settings: &Settings) -> Vec<routes::RouteEntry> {
+    let statics = settings.gateway.routes.iter();
+    let entries = statics.filter_map(|r| {
+        let route = r.to_route().ok()?;
+        Some(routes::RouteEntry {
+            route,
+            service: STATIC_SERVICE.to_owned(),
+            endpoint: r.subject.replace('.', "_"),
+            subject: r.subject.clone(),
+            direct: true,
+        })
+    });
+    entries.collect()
+}
+
+/// The service name of static routes in metrics, `/services` and breaker state.
+pub const STATIC_SERVICE: &str = "static";
 
 fn strategy(setting: StrategySetting) -> Strategy {
     match setting {

@@ -177,13 +177,16 @@ async fn serve(
         .call(snapshot, entry, method, &payload, &meta)
         .await?;
     if entry.route.access == Access::Login {
-        return login(gateway, &reply);
+        let user: Value = serde_json::from_slice(&reply.0).map_err(|_| GatewayError::BadGateway)?;
+        return login(gateway, &user);
     }
     let status = StatusCode::from_u16(entry.route.status).unwrap_or(StatusCode::OK);
     if status == StatusCode::NO_CONTENT || req.method() == HttpMethod::HEAD {
         return Ok(HttpResponse::build(status).finish());
     }
-    Ok(HttpResponse::build(status).json(reply))
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(reply.0))
 }
 
 /// The route's access rule against the request's token.

@@ -23,6 +23,9 @@ pub struct RouteEntry {
     pub endpoint: String,
     /// The endpoint's subject: `users.get`.
     pub subject: String,
+    /// Sent to the subject itself (its queue group picks a responder) instead of to an
+    /// instance picked through discovery: a static route from the gateway's settings.
+    pub direct: bool,
 }
 
 impl RouteEntry {
@@ -73,8 +76,13 @@ pub struct Table {
 impl Table {
     /// A table of the routes of every service (by service name).
     pub fn build(services: &BTreeMap<String, Vec<RouteEntry>>) -> Self {
+        Self::build_from(services.values().flatten())
+    }
+
+    /// A table of `entries`; of two that claim one route, the earlier keeps it.
+    pub fn build_from<'a>(entries: impl IntoIterator<Item = &'a RouteEntry>) -> Self {
         let mut table = Table::default();
-        for entry in services.values().flatten() {
+        for entry in entries {
             let shape = entry.shape();
             match table.entries.iter().find(|e| e.shape() == shape) {
                 Some(kept) if kept.service != entry.service => {
@@ -187,6 +195,7 @@ mod tests {
             service: service.into(),
             endpoint: subject.replace('.', "_"),
             subject: subject.into(),
+            direct: false,
         }
     }
 

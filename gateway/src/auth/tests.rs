@@ -159,3 +159,35 @@ fn debug_never_shows_the_key() {
     let shown = format!("{:?}", tokens(&hs256()));
     assert!(!shown.contains("a-test-secret"), "{shown}");
 }
+
+#[test]
+fn a_remembered_token_still_expires() {
+    let tokens = tokens(&hs256());
+    let key = EncodingKey::from_secret(hs256().jwt_secret.expose().as_bytes());
+    // Valid for the leeway only: verified now, remembered, and refused once it has passed.
+    let short = jsonwebtoken::encode(
+        &Header::default(),
+        &claims(-(LEEWAY.as_secs() as i64) + 1),
+        &key,
+    )
+    .unwrap();
+    assert!(tokens.verify(&short).is_ok());
+    assert!(tokens.verified.lock().unwrap().contains_key(&short));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(tokens.verify(&short), Err(TokenError::Expired));
+    assert!(!tokens.verified.lock().unwrap().contains_key(&short));
+}
+
+#[test]
+fn a_token_that_differs_by_one_byte_is_not_a_hit() {
+    let tokens = tokens(&hs256());
+    let good = tokens.issue("u1", None, &[]).unwrap();
+    assert!(tokens.verify(&good).is_ok());
+    let mut bad = good.clone().into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        tokens.verify(std::str::from_utf8(&bad).unwrap()),
+        Err(TokenError::Invalid)
+    );
+}

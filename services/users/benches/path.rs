@@ -18,7 +18,8 @@
 //!
 //! Run: `cargo bench -p courier-users --bench path` (about two minutes). Under `cargo test`
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
-//! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get` picks rows.
+//! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get` picks rows;
+//! `COURIER_BENCH_SECONDS=20` makes each point last long enough to profile a responder.
 
 /// The allocator Courier's service binaries use (see `services/users/src/main.rs`): the
 /// responders this bench runs as its own children are measured as a service would run.
@@ -512,6 +513,11 @@ fn run() {
     } else {
         (Duration::from_millis(100), &[1, 16], 4)
     };
+    // Longer points for profiling a responder: `COURIER_BENCH_SECONDS=20`.
+    let duration = std::env::var("COURIER_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(duration, Duration::from_secs_f64);
     let levels: Vec<usize> = std::env::var("COURIER_BENCH_LEVELS")
         .map(|v| v.split(',').filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_else(|_| default_levels.to_vec());
