@@ -9,11 +9,22 @@
 //! | `http.route`  | `GET /users/{id}`                                          |
 //! | `http.auth`   | `public`, `bearer`, `bearer admin,ops` (roles, any of), `login` |
 //! | `http.status` | `200`                                                      |
+//! | `http.request_schema` | JSON Schema of the request, compact JSON (optional)  |
+//! | `http.reply_schema`   | JSON Schema of a success reply, compact JSON (optional) |
+//!
+//! The schemas are what the gateway's OpenAPI document shows for the body and the reply; a
+//! schema's own `$defs` travel inside it. Give them as JSON ([`Route::request_schema`],
+//! [`Route::reply_schema`]) or, with this crate's `schemars` feature, made from the types
+//! (`Route::schemas`, `schema_of`). The feature is off by default: the gateway only reads
+//! schemas as JSON and needs no generator, so only services that declare typed routes build
+//! schemars and its derive macro.
 //!
 //! This crate serves no HTTP: a route is data about an endpoint, read by the gateway.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use serde_json::Value;
 
 /// Metadata key of the method and path.
 pub const ROUTE_KEY: &str = "http.route";
@@ -21,6 +32,10 @@ pub const ROUTE_KEY: &str = "http.route";
 pub const AUTH_KEY: &str = "http.auth";
 /// Metadata key of the success status.
 pub const STATUS_KEY: &str = "http.status";
+/// Metadata key of the request's JSON Schema.
+pub const REQUEST_SCHEMA_KEY: &str = "http.request_schema";
+/// Metadata key of the success reply's JSON Schema.
+pub const REPLY_SCHEMA_KEY: &str = "http.reply_schema";
 
 /// The HTTP methods a route may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +116,10 @@ pub struct Route {
     pub access: Access,
     /// The status of a success: 200 unless declared (201 for a create, 204 for no body).
     pub status: u16,
+    /// JSON Schema of the request: the body with the query and the path parameters merged in.
+    pub request_schema: Option<Value>,
+    /// JSON Schema of a success reply (of the endpoint's; a login route answers a token).
+    pub reply_schema: Option<Value>,
 }
 
 /// Why a declared route cannot be served.
@@ -121,6 +140,8 @@ impl Route {
             path: path.into(),
             access: Access::Public,
             status: 200,
+            request_schema: None,
+            reply_schema: None,
         }
     }
 
@@ -179,6 +200,25 @@ impl Route {
         self
     }
 
+    /// Declares the request's JSON Schema (an object).
+    pub fn request_schema(mut self, schema: Value) -> Self {
+        self.request_schema = Some(schema);
+        self
+    }
+
+    /// Declares a success reply's JSON Schema (an object).
+    pub fn reply_schema(mut self, schema: Value) -> Self {
+        self.reply_schema = Some(schema);
+        self
+    }
+
+    /// Declares the schemas of `Request` and `Reply`, made by [`schema_of`].
+    #[cfg(feature = "schemars")]
+    pub fn schemas<Request: schemars::JsonSchema, Reply: schemars::JsonSchema>(self) -> Self {
+        self.request_schema(schema_of::<Request>())
+            .reply_schema(schema_of::<Reply>())
+    }
+
     /// The path's segments, without the leading `/`.
     pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
         self.path
@@ -230,25 +270,43 @@ impl Route {
                 return bad("roles are letters, digits and _");
             }
         }
+        let schemas = [&self.request_schema, &self.reply_schema];
+        if schemas
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| !s.is_object()))
+        {
+            return bad("a schema must be a JSON object");
+        }
         Ok(())
     }
 
-    /// The metadata entries that declare this route.
-    pub fn to_metadata(&self) -> [(String, String); 3] {
+    /// The metadata entries that declare this route: a schema only when declared.
+    pub fn to_metadata(&self) -> Vec<(String, String)> {
         let access = match &self.access {
             Access::Public => "public".to_owned(),
             Access::Bearer { roles } if roles.is_empty() => "bearer".to_owned(),
             Access::Bearer { roles } => format!("bearer {}", roles.join(",")),
             Access::Login => "login".to_owned(),
         };
-        [
+        let mut entries = vec![
             (
                 ROUTE_KEY.to_owned(),
                 format!("{} {}", self.method, self.path),
             ),
             (AUTH_KEY.to_owned(), access),
             (STATUS_KEY.to_owned(), self.status.to_string()),
-        ]
+        ];
+        let schemas = [
+            (REQUEST_SCHEMA_KEY, &self.request_schema),
+            (REPLY_SCHEMA_KEY, &self.reply_schema),
+        ];
+        for (key, schema) in schemas {
+            if let Some(schema) = schema {
+                // `Value`'s `Display` is compact JSON.
+                entries.push((key.to_owned(), schema.to_string()));
+            }
+        }
+        entries
     }
 
     /// Reads a route back from endpoint metadata: `None` when the endpoint declares none.
@@ -278,17 +336,37 @@ impl Route {
                 None => 200,
                 Some(s) => s.parse().map_err(|_| bad("http.status is not a number"))?,
             };
+            let schema = |key: &str| {
+                metadata
+                    .get(key)
+                    .map(|s| serde_json::from_str(s))
+                    .transpose()
+                    .map_err(|_| bad(&format!("{key} is not JSON")))
+            };
             let route = Route {
                 method,
                 path: path.to_owned(),
                 access,
                 status,
+                request_schema: schema(REQUEST_SCHEMA_KEY)?,
+                reply_schema: schema(REPLY_SCHEMA_KEY)?,
             };
             route.validate()?;
             Ok(route)
         };
         Some(parse())
     }
+}
+
+/// The JSON Schema (2020-12, OpenAPI 3.1's dialect) of `T`, without `$schema` (the document
+/// it goes into says which dialect); types it refers to are in its `$defs`.
+#[cfg(feature = "schemars")]
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.meta_schema = None)
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// One segment of a path template.
@@ -320,6 +398,7 @@ fn valid_param(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_route_round_trips_through_metadata() {
@@ -329,11 +408,70 @@ mod tests {
             Route::post("/users").status(201),
             Route::post("/auth/login").login(),
             Route::delete("/users/{id}").bearer().status(204),
+            Route::post("/users")
+                .request_schema(json!({"type": "object", "$defs": {"N": {"type": "integer"}}}))
+                .reply_schema(json!({"type": "object", "title": "User \"ü\""})),
+            Route::post("/auth/login").login().request_schema(json!({})),
         ] {
             let metadata = route.to_metadata().into_iter().collect();
             assert_eq!(Route::from_metadata(&metadata), Some(Ok(route)));
         }
         assert_eq!(Route::from_metadata(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn schemas_travel_as_compact_json_only_when_declared() {
+        assert_eq!(Route::get("/x").to_metadata().len(), 3);
+        let route = Route::get("/x").reply_schema(json!({ "type": "object" }));
+        let metadata: BTreeMap<_, _> = route.to_metadata().into_iter().collect();
+        assert_eq!(metadata[REPLY_SCHEMA_KEY], r#"{"type":"object"}"#);
+        assert!(!metadata.contains_key(REQUEST_SCHEMA_KEY));
+    }
+
+    #[test]
+    fn a_schema_that_is_not_a_json_object_is_an_error() {
+        for (key, schema) in [
+            (REQUEST_SCHEMA_KEY, "{"),
+            (REPLY_SCHEMA_KEY, "not json"),
+            (REQUEST_SCHEMA_KEY, "true"),
+            (REPLY_SCHEMA_KEY, r#"["type"]"#),
+        ] {
+            let metadata = BTreeMap::from([
+                (ROUTE_KEY.to_owned(), "POST /x".to_owned()),
+                (key.to_owned(), schema.to_owned()),
+            ]);
+            assert!(
+                matches!(Route::from_metadata(&metadata), Some(Err(_))),
+                "{key} {schema}"
+            );
+        }
+        assert!(Route::get("/x").reply_schema(json!(1)).validate().is_err());
+    }
+
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn typed_schemas_are_2020_12_with_their_defs_inside() {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Page {
+            /// The items.
+            items: Vec<Item>,
+        }
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Item {
+            id: String,
+        }
+        let route = Route::get("/items").schemas::<Item, Page>();
+        assert_eq!(route.validate(), Ok(()));
+        let reply = route.reply_schema.unwrap();
+        assert_eq!(reply.get("$schema"), None, "{reply}");
+        assert_eq!(
+            reply["properties"]["items"]["items"]["$ref"],
+            "#/$defs/Item"
+        );
+        assert_eq!(reply["$defs"]["Item"]["required"], json!(["id"]));
+        assert_eq!(route.request_schema.unwrap()["title"], "Item");
     }
 
     #[test]

@@ -339,6 +339,7 @@ async fn the_openapi_document_validates_and_swagger_ui_is_served_offline() {
         "the document does not validate: {said}\n{doc}"
     );
     assert!(said.contains("OK"), "{said}");
+    assert_declared_schemas_are_documented(&serde_json::from_str(&doc).unwrap());
 
     let page = gateway.get("/api").await;
     assert_eq!(page.status(), 200);
@@ -353,6 +354,40 @@ async fn the_openapi_document_validates_and_swagger_ui_is_served_offline() {
         bundle.text().await.unwrap().len() > 100_000,
         "the bundle is served by the gateway"
     );
+}
+
+/// The toy's schemas (`common::toy_service`): components, `$ref`s to them, no path parameter in
+/// a body, the rest of a `GET`'s request as query parameters.
+fn assert_declared_schemas_are_documented(doc: &Value) {
+    let schema = |op: &Value, status: &str| {
+        op["responses"][status]["content"]["application/json"]["schema"].clone()
+    };
+    let components = &doc["components"]["schemas"];
+    let echo = &doc["paths"]["/toy/echo"]["post"];
+    let body = &echo["requestBody"];
+    assert_eq!(body["required"], true, "{doc}");
+    let body = &body["content"]["application/json"]["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/toy_echo_request");
+    let note = json!({ "$ref": "#/components/schemas/toy_Note" });
+    assert_eq!(components["toy_echo_request"]["properties"]["note"], note);
+    assert_eq!(components["toy_Note"]["maxLength"], 100);
+    assert_eq!(schema(echo, "201"), json!({ "type": "object" }));
+
+    let get = &doc["paths"]["/toy/items/{id}"]["get"];
+    assert_eq!(get.get("requestBody"), None);
+    let verbose = json!({ "name": "verbose", "in": "query", "required": false,
+        "schema": { "type": "boolean" } });
+    assert_eq!(get["parameters"][1], verbose, "{doc}");
+    assert_eq!(
+        schema(get, "200"),
+        json!({ "$ref": "#/components/schemas/toy_get_reply" })
+    );
+    let reply = &components["toy_get_reply"];
+    assert_eq!(reply["title"], "Got");
+    assert_eq!(reply.get("$schema"), None);
+    let item = json!({ "$ref": "#/components/schemas/toy_Item" });
+    assert_eq!(reply["properties"]["got"], item);
+    assert_eq!(components["toy_Item"]["properties"]["id"]["type"], "string");
 }
 
 #[tokio::test]

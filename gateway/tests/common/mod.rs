@@ -117,12 +117,18 @@ pub fn toy_service(name: &str) -> Service {
     let at = |path: &str| format!("/{name}{path}");
     Service::builder(name, "1.0.0")
         .endpoint(
-            Endpoint::new::<Echo>("echo", format!("{name}.echo"), toy.clone())
-                .route(Route::post(at("/echo")).status(201)),
+            Endpoint::new::<Echo>("echo", format!("{name}.echo"), toy.clone()).route(
+                Route::post(at("/echo"))
+                    .status(201)
+                    .request_schema(echo_request_schema()),
+            ),
         )
         .endpoint(
-            Endpoint::new::<Echo>("get", format!("{name}.get"), toy.clone())
-                .route(Route::get(at("/items/{id}"))),
+            Endpoint::new::<Echo>("get", format!("{name}.get"), toy.clone()).route(
+                Route::get(at("/items/{id}"))
+                    .request_schema(item_request_schema())
+                    .reply_schema(item_reply_schema()),
+            ),
         )
         .endpoint(
             Endpoint::new::<Echo>("whoami", format!("{name}.whoami"), toy.clone())
@@ -150,6 +156,39 @@ pub fn toy_service(name: &str) -> Service {
         )
         .build()
         .expect("the toy service is well defined")
+}
+
+/// What `POST /<name>/echo` declares it takes: a `note`, defined in `$defs`.
+pub fn echo_request_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["note"],
+        "properties": { "note": { "$ref": "#/$defs/Note" } },
+        "$defs": { "Note": { "type": "string", "maxLength": 100 } },
+    })
+}
+
+/// What `GET /<name>/items/{id}` declares it takes: the path's `id`, and `verbose`.
+pub fn item_request_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id"],
+        "properties": { "id": { "type": "string" }, "verbose": { "type": "boolean" } },
+    })
+}
+
+/// What `GET /<name>/items/{id}` declares it answers: an `Item`, defined in draft-07
+/// `definitions`.
+pub fn item_reply_schema() -> Value {
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Got",
+        "type": "object",
+        "properties": { "got": { "$ref": "#/definitions/Item" } },
+        "definitions": {
+            "Item": { "type": "object", "properties": { "id": { "type": "string" } } },
+        },
+    })
 }
 
 /// NATS and Consul for one test.

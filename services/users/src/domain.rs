@@ -4,13 +4,14 @@
 use courier_actors::error::quote;
 use courier_actors::meta::header;
 use courier_actors::{Caller, ServiceError};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::store::StoreError;
 
 /// A user, as every endpoint returns it: never with the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct User {
     /// UUIDv7: sorts by creation time.
     pub id: String,
@@ -22,6 +23,7 @@ pub struct User {
     /// `users.admin_emails` when the user was created, else none. Always present on the wire
     /// (`[]` when none); read as none from replies stored before roles existed.
     #[serde(default)]
+    #[schemars(description = "Roles beyond the user's own account: `admin`, or none.")]
     pub roles: Vec<String>,
     /// RFC 3339, UTC.
     pub created_at: String,

@@ -1,5 +1,7 @@
 //! The users service on the wire: request and reply types, which subject serves which, and
-//! the HTTP route the gateway serves it at (declared here, published in `$SRV.INFO`).
+//! the HTTP route the gateway serves it at (declared here, published in `$SRV.INFO` with the
+//! JSON Schemas of the request and the reply, made by schemars from these types; the gateway's
+//! OpenAPI document shows them).
 //!
 //! | subject              | HTTP (through the gateway)            | request                        | reply        |
 //! |----------------------|---------------------------------------|--------------------------------|--------------|
@@ -27,14 +29,16 @@
 //!
 //! Events: `events.users.created` ([`User`]), `events.users.deleted` ([`Deleted`]).
 
+use courier_actors::route::schema_of;
 use courier_actors::{Call, Endpoint, Route, Service, ServiceBuilder, Supervised};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::actor::UsersActor;
 use crate::domain::{User, UsersError, ADMIN};
 
 /// `users.create`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Display name, 1 to 100 characters.
@@ -46,7 +50,7 @@ pub struct CreateUser {
 }
 
 /// `users.get`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetUser {
     /// The user's id.
@@ -54,7 +58,7 @@ pub struct GetUser {
 }
 
 /// `users.list`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListUsers {
     /// Page size, 20 unless given: a number, or a string of one (as an HTTP query arrives).
@@ -66,7 +70,7 @@ pub struct ListUsers {
 }
 
 /// A page of users.
-#[derive(Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 pub struct UserPage {
     /// Oldest first.
     pub users: Vec<User>,
@@ -75,7 +79,7 @@ pub struct UserPage {
 }
 
 /// `users.update`: the fields given change.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// The user's id.
@@ -92,7 +96,7 @@ pub struct UpdateUser {
 }
 
 /// `users.delete`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteUser {
     /// The user's id.
@@ -100,14 +104,14 @@ pub struct DeleteUser {
 }
 
 /// The reply of `users.delete` and the body of `events.users.deleted`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 pub struct Deleted {
     /// The id that was deleted.
     pub id: String,
 }
 
 /// `users.authenticate`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authenticate {
     /// Email address.
@@ -117,7 +121,7 @@ pub struct Authenticate {
 }
 
 /// `users.me`: no fields; the user is the caller's (`Meta::caller`).
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Me {}
 
@@ -155,32 +159,52 @@ pub fn service(actor: Supervised<UsersActor>) -> ServiceBuilder {
     Service::builder("users", env!("CARGO_PKG_VERSION"))
         .description("User accounts: create, read, update, delete, authenticate")
         .endpoint(
-            Endpoint::new::<CreateUser>("create", "users.create", actor.clone())
-                .route(Route::post("/users").status(201)),
+            Endpoint::new::<CreateUser>("create", "users.create", actor.clone()).route(
+                Route::post("/users")
+                    .status(201)
+                    .schemas::<CreateUser, User>(),
+            ),
         )
         .endpoint(
-            Endpoint::new::<GetUser>("get", "users.get", actor.clone())
-                .route(Route::get("/users/{id}").bearer()),
+            Endpoint::new::<GetUser>("get", "users.get", actor.clone()).route(
+                Route::get("/users/{id}")
+                    .bearer()
+                    .schemas::<GetUser, User>(),
+            ),
         )
         .endpoint(
-            Endpoint::new::<ListUsers>("list", "users.list", actor.clone())
-                .route(Route::get("/users").role(ADMIN)),
+            Endpoint::new::<ListUsers>("list", "users.list", actor.clone()).route(
+                Route::get("/users")
+                    .role(ADMIN)
+                    .schemas::<ListUsers, UserPage>(),
+            ),
         )
         .endpoint(
-            Endpoint::new::<UpdateUser>("update", "users.update", actor.clone())
-                .route(Route::patch("/users/{id}").bearer()),
+            Endpoint::new::<UpdateUser>("update", "users.update", actor.clone()).route(
+                Route::patch("/users/{id}")
+                    .bearer()
+                    .schemas::<UpdateUser, User>(),
+            ),
         )
         .endpoint(
-            Endpoint::new::<DeleteUser>("delete", "users.delete", actor.clone())
-                .route(Route::delete("/users/{id}").bearer().status(204)),
+            Endpoint::new::<DeleteUser>("delete", "users.delete", actor.clone()).route(
+                Route::delete("/users/{id}")
+                    .bearer()
+                    .status(204)
+                    .schemas::<DeleteUser, Deleted>(),
+            ),
         )
         .endpoint(
             Endpoint::new::<Authenticate>("authenticate", "users.authenticate", actor.clone())
-                .route(Route::post("/auth/login").login()),
+                .route(
+                    Route::post("/auth/login")
+                        .login()
+                        .request_schema(schema_of::<Authenticate>()),
+                ),
         )
         .endpoint(
             Endpoint::new::<Me>("me", "users.me", actor)
-                .route(Route::get("/users/profile").bearer()),
+                .route(Route::get("/users/profile").bearer().schemas::<Me, User>()),
         )
 }
 

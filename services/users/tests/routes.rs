@@ -16,6 +16,7 @@ async fn srv_info_declares_each_endpoints_http_route_in_a_valid_reply() {
         .request(format!("$SRV.INFO.users.{}", t.id), bytes::Bytes::new())
         .await
         .unwrap();
+    eprintln!("INFO_SIZE {}", reply.payload.len());
     let info: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_valid(Kind::Info, &info);
     let routes: Vec<[&str; 4]> = info["endpoints"]
@@ -44,5 +45,44 @@ async fn srv_info_declares_each_endpoints_http_route_in_a_valid_reply() {
             ["users.me", "GET /users/profile", "bearer", "200"],
         ]
     );
+    let titles: Vec<[String; 2]> = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            [
+                schema_title(e, "http.request_schema"),
+                schema_title(e, "http.reply_schema"),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ["CreateUser", "User"],
+            ["GetUser", "User"],
+            ["ListUsers", "UserPage"],
+            ["UpdateUser", "User"],
+            ["DeleteUser", "Deleted"],
+            ["Authenticate", "none"],
+            ["Me", "User"],
+        ]
+    );
     t.stop().await;
+}
+
+/// The title of the JSON Schema an endpoint declares under `key`, which must be a JSON object.
+fn schema_title(endpoint: &Value, key: &str) -> String {
+    let Some(schema) = endpoint["metadata"][key].as_str() else {
+        return "none".to_owned();
+    };
+    let schema: Value = serde_json::from_str(schema).expect("a schema is JSON");
+    assert!(
+        schema.is_object() && schema.get("$schema").is_none(),
+        "{schema}"
+    );
+    schema["title"]
+        .as_str()
+        .expect("schemars titles a type")
+        .to_owned()
 }
