@@ -32,7 +32,6 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Sends requests to services. Shared by every HTTP worker.
 pub struct Forwarder {
-    nats: Client,
     strategy: Strategy,
     budget: RetryBudget,
     breakers: Breakers,
@@ -41,10 +40,9 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder over `nats` (a MessagePack client).
-    pub fn new(nats: Client, strategy: Strategy, retry_budget: f64, metrics: Metrics) -> Self {
+    /// A forwarder that picks by `strategy` and retries within `retry_budget`.
+    pub fn new(strategy: Strategy, retry_budget: f64, metrics: Metrics) -> Self {
         Self {
-            nats,
             strategy,
             budget: RetryBudget::new(retry_budget),
             breakers: Breakers::default(),
@@ -54,8 +52,10 @@ impl Forwarder {
     }
 
     /// Calls `entry`'s endpoint with `body`, on behalf of `meta` (deadline, ids, caller).
+    /// Calls go out on `nats`, the calling worker's own connection (MessagePack).
     pub async fn call(
         &self,
+        nats: &Client,
         snapshot: &Snapshot,
         entry: &RouteEntry,
         method: Method,
@@ -64,7 +64,7 @@ impl Forwarder {
     ) -> Result<JsonReply, GatewayError> {
         let service = entry.service.as_str();
         if entry.direct {
-            return self.call_subject(entry, body, meta).await;
+            return self.call_subject(nats, entry, body, meta).await;
         }
         let discovery = snapshot
             .services
@@ -87,7 +87,7 @@ impl Forwarder {
             }
             let subject = instance_subject(&pick.instance.id, &entry.subject);
             let timer = self.metrics.upstream(service).start_timer();
-            let result: Result<JsonReply, CallError> = self.nats.call(&subject, body, meta).await;
+            let result: Result<JsonReply, CallError> = nats.call(&subject, body, meta).await;
             timer.observe_duration();
             let outcome = outcome(&result);
             if self
@@ -123,6 +123,7 @@ impl Forwarder {
     /// A static route's call: to the subject itself, whose queue group picks a responder.
     async fn call_subject(
         &self,
+        nats: &Client,
         entry: &RouteEntry,
         body: &Value,
         meta: &Meta,
@@ -132,7 +133,7 @@ impl Forwarder {
             return Err(GatewayError::CircuitOpen(service.to_owned()));
         }
         let timer = self.metrics.upstream(service).start_timer();
-        let result: Result<JsonReply, CallError> = self.nats.call(&entry.subject, body, meta).await;
+        let result: Result<JsonReply, CallError> = nats.call(&entry.subject, body, meta).await;
         timer.observe_duration();
         let result = result.map_err(|e| match e {
             CallError::NoResponders { .. } => GatewayError::NoInstance(service.to_owned()),

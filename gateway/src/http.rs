@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
 use crate::openapi;
-use crate::proxy::{proxy, Gateway};
+use crate::proxy::{proxy, Gateway, Worker};
 
 /// Headers a browser may send cross-origin.
 const CORS_ALLOW_HEADERS: &str =
@@ -24,8 +24,30 @@ const CORS_MAX_AGE: &str = "600";
 /// What `/health/ready` needs besides the gateway.
 #[derive(Clone)]
 pub struct Readiness {
-    /// The NATS connection requests go out on.
+    /// The gateway's main NATS connection (routes are learned on it).
     pub nats: async_nats::Client,
+}
+
+/// How each HTTP worker opens its own NATS connection.
+#[derive(Clone)]
+pub struct WorkerNats {
+    /// Where and how.
+    pub settings: courier_config::NatsSettings,
+    /// Their events, counted with the main connection's.
+    pub events: courier_runtime::nats::NatsEvents,
+}
+
+impl WorkerNats {
+    /// This worker's [`Worker`]: a connection opened on its thread.
+    async fn connect(self, shared: web::Data<Gateway>) -> Result<Worker, String> {
+        let nats = self
+            .events
+            .connect(&self.settings, "courier-gateway-worker", "worker")
+            .await
+            .map_err(|e| e.to_string())?;
+        let nats = courier_actors::Client::new(nats, shared.settings.timeout);
+        Ok(Worker { shared, nats })
+    }
 }
 
 /// A started listener.
@@ -40,6 +62,7 @@ impl Listener {
     pub fn start(
         gateway: web::Data<Gateway>,
         readiness: Readiness,
+        worker_nats: WorkerNats,
         registry: prometheus::Registry,
     ) -> std::io::Result<Self> {
         let workers = match gateway.settings.workers {
@@ -48,7 +71,9 @@ impl Listener {
         };
         let bind = gateway.settings.bind.clone();
         let server = HttpServer::new(move || {
+            let (shared, nats) = (gateway.clone(), worker_nats.clone());
             App::new()
+                .data_factory(move || nats.clone().connect(shared.clone()))
                 .app_data(gateway.clone())
                 .app_data(web::Data::new(readiness.clone()))
                 .app_data(web::Data::new(registry.clone()))

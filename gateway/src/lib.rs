@@ -74,15 +74,16 @@ pub async fn run(
     }
     let registry = prometheus::Registry::new();
     let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
-    let nats = courier_runtime::nats::connect(&settings.nats, "courier-gateway", &registry).await?;
+    let events = courier_runtime::nats::NatsEvents::register(&registry)?;
+    let nats = events
+        .connect(&settings.nats, "courier-gateway", "main")
+        .await?;
     let consul = Consul::new(&settings.consul)?;
-    let info = Client::new(nats.main.clone(), INFO_TIMEOUT).with_codec(Codec::Json);
+    let info = Client::new(nats.clone(), INFO_TIMEOUT).with_codec(Codec::Json);
     let directory = Directory::watch(consul.clone(), info, static_routes(&settings));
-    let calls = Client::new(nats.main.clone(), settings.gateway.timeout);
     let gateway = web::Data::new(Gateway {
         directory: directory.clone(),
         forwarder: Forwarder::new(
-            calls,
             strategy(settings.gateway.strategy),
             settings.gateway.retry_budget,
             metrics.clone(),
@@ -94,10 +95,12 @@ pub async fn run(
         in_flight: AtomicUsize::new(0),
         settings: settings.gateway.clone(),
     });
-    let readiness = http::Readiness {
-        nats: nats.main.clone(),
+    let readiness = http::Readiness { nats: nats.clone() };
+    let worker_nats = http::WorkerNats {
+        settings: settings.nats.clone(),
+        events,
     };
-    let listener = http::Listener::start(gateway, readiness, registry)
+    let listener = http::Listener::start(gateway, readiness, worker_nats, registry)
         .with_context(|| format!("listening on {}", settings.gateway.bind))?;
     tracing::info!(addr = %listener.addr, "Gateway listening.");
     let registration = registration(&settings, listener.addr);
@@ -117,9 +120,7 @@ pub async fn run(
     }
     listener.stop().await;
     directory.stop();
-    for client in [&nats.intake, &nats.main] {
-        let _ = client.drain().await;
-    }
+    let _ = nats.drain().await;
     tracing::info!("Gateway stopped.");
     Ok(())
 }

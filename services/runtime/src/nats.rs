@@ -23,18 +23,44 @@ pub async fn connect(
     client_name: &str,
     registry: &Registry,
 ) -> Result<Connections, RuntimeError> {
-    let events = IntCounterVec::new(
-        Opts::new(NATS_EVENTS, "NATS connection events."),
-        &["connection", "event"],
-    )
-    .and_then(|events| {
-        registry.register(Box::new(events.clone()))?;
-        Ok(events)
-    })
-    .map_err(RuntimeError::Metrics)?;
-    let main = connect_one(settings, client_name, "main", events.clone()).await?;
-    let intake = connect_one(settings, &format!("{client_name}-intake"), "intake", events).await?;
+    let events = NatsEvents::register(registry)?;
+    let main = events.connect(settings, client_name, "main").await?;
+    let intake = events
+        .connect(settings, &format!("{client_name}-intake"), "intake")
+        .await?;
     Ok(Connections { main, intake })
+}
+
+/// The `courier_nats_events_total` counter of one registry, for processes that open more
+/// connections than [`connect`] does (the gateway opens one per HTTP worker thread, so a
+/// request and its NATS I/O stay on one thread). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NatsEvents(IntCounterVec);
+
+impl NatsEvents {
+    /// Registers the counter in `registry` (once per registry).
+    pub fn register(registry: &Registry) -> Result<Self, RuntimeError> {
+        let events = IntCounterVec::new(
+            Opts::new(NATS_EVENTS, "NATS connection events."),
+            &["connection", "event"],
+        )
+        .map_err(RuntimeError::Metrics)?;
+        registry
+            .register(Box::new(events.clone()))
+            .map_err(RuntimeError::Metrics)?;
+        Ok(Self(events))
+    }
+
+    /// One connection named `client_name`, its events counted under `connection` (a bounded
+    /// label: `main`, `intake`, `worker`).
+    pub async fn connect(
+        &self,
+        settings: &NatsSettings,
+        client_name: &str,
+        connection: &'static str,
+    ) -> Result<Client, RuntimeError> {
+        connect_one(settings, client_name, connection, self.0.clone()).await
+    }
 }
 
 async fn connect_one(
