@@ -306,7 +306,36 @@ struct Point {
     latencies: Vec<Duration>,
 }
 
+/// What one caller task of a load loop measured: latencies of its successes, its error count
+/// and the first error's text.
+type CallerResult = (Vec<Duration>, usize, Option<String>);
+
 impl Point {
+    /// Waits for every caller and merges what they measured; `cpu` is left for the caller.
+    async fn gather(
+        callers: impl IntoIterator<Item = tokio::task::JoinHandle<CallerResult>>,
+        started: Instant,
+    ) -> Self {
+        let mut point = Point {
+            requests: 0,
+            errors: 0,
+            first_error: None,
+            took: Duration::ZERO,
+            cpu: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        for caller in futures::future::join_all(callers).await {
+            let (latencies, errors, first) = caller.expect("caller task");
+            point.latencies.extend(latencies);
+            point.errors += errors;
+            point.first_error = point.first_error.or(first);
+        }
+        point.took = started.elapsed();
+        point.requests = point.latencies.len();
+        point.latencies.sort_unstable();
+        point
+    }
+
     fn rps(&self) -> f64 {
         self.requests as f64 / self.took.as_secs_f64()
     }
@@ -354,25 +383,11 @@ async fn load(
             (latencies, errors, first)
         })
     });
-    let mut point = Point {
-        requests: 0,
-        errors: 0,
-        first_error: None,
-        took: Duration::ZERO,
-        cpu: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for caller in futures::future::join_all(callers).await {
-        let (latencies, errors, first) = caller.expect("caller task");
-        point.latencies.extend(latencies);
-        point.errors += errors;
-        point.first_error = point.first_error.or(first);
+    let point = Point::gather(callers, started).await;
+    Point {
+        cpu: responder.cpu().saturating_sub(cpu_before),
+        ..point
     }
-    point.took = started.elapsed();
-    point.cpu = responder.cpu().saturating_sub(cpu_before);
-    point.requests = point.latencies.len();
-    point.latencies.sort_unstable();
-    point
 }
 
 fn is_error(msg: &async_nats::Message) -> bool {

@@ -178,23 +178,10 @@ async fn load(
             (latencies, errors, first)
         })
     });
-    let mut point = Point {
-        requests: 0,
-        errors: 0,
-        first_error: None,
-        took: Duration::ZERO,
-        cpu: Duration::ZERO,
-        latencies: Vec::new(),
+    let point = Point::gather(callers, started).await;
+    let point = Point {
+        cpu: gateway.cpu().saturating_sub(gateway_before),
+        ..point
     };
-    for caller in futures::future::join_all(callers).await {
-        let (latencies, errors, first) = caller.expect("caller task");
-        point.latencies.extend(latencies);
-        point.errors += errors;
-        point.first_error = point.first_error.or(first);
-    }
-    point.took = started.elapsed();
-    point.cpu = gateway.cpu().saturating_sub(gateway_before);
-    point.requests = point.latencies.len();
-    point.latencies.sort_unstable();
     (point, users.cpu().saturating_sub(users_before))
 }
