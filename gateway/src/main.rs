@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use courier_config::{Loader, EXIT_CONFIG};
 use courier_gateway::Settings;
 
 /// mimalloc, as in the services: the request path allocates small objects per request.
@@ -10,12 +9,9 @@ use courier_gateway::Settings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let settings: Settings = match Loader::from_env(std::env::vars()).load() {
+    let settings: Settings = match courier_runtime::settings_or_exit("courier-gateway") {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("courier-gateway: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
+        Err(code) => return code,
     };
     courier_runtime::telemetry::init(&settings.log);
     let result = actix::System::new().block_on(courier_gateway::run(settings, |_| {}, async {

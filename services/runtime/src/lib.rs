@@ -4,6 +4,7 @@
 //! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins).
 //! - [`nats::connect`] — the instance's two NATS connections (main and intake), named, their
 //!   events logged and counted.
+//! - [`settings_or_exit`] — a binary's settings, or the one-line error and exit code 64.
 //! - [`shutdown_signal`] — resolves on SIGTERM or SIGINT; a second one exits at once.
 //! - [`serve`] — starts a service, its admin listener ([`admin`]: `/health`, `/health/ready`,
 //!   `/metrics`) and its Consul registration ([`heartbeat`]), waits for the shutdown future,
@@ -89,6 +90,21 @@ pub struct Started<'a> {
     pub running: &'a Running,
     /// Where its admin listener listens.
     pub admin: SocketAddr,
+}
+
+/// A binary's settings from its environment (and the files it names), or, when they are bad,
+/// the one line naming the problem printed as `<binary>: <error>` and the exit code
+/// ([`courier_config::EXIT_CONFIG`]) to return from `main`.
+pub fn settings_or_exit<T>(binary: &str) -> Result<T, std::process::ExitCode>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Default + courier_config::Validate,
+{
+    courier_config::Loader::from_env(std::env::vars())
+        .load()
+        .map_err(|e| {
+            eprintln!("{binary}: {e}");
+            std::process::ExitCode::from(courier_config::EXIT_CONFIG as u8)
+        })
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT), naming the signal. From

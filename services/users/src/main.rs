@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use courier_config::{Loader, EXIT_CONFIG};
 use courier_users::Settings;
 
 /// mimalloc: the request path allocates a few small objects per request (headers, futures,
@@ -12,12 +11,9 @@ use courier_users::Settings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let settings: Settings = match Loader::from_env(std::env::vars()).load() {
+    let settings: Settings = match courier_runtime::settings_or_exit("courier-users") {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("courier-users: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
+        Err(code) => return code,
     };
     courier_runtime::telemetry::init(&settings.log);
     let result = actix::System::new().block_on(courier_users::run(settings, |_| {}, async {
