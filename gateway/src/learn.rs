@@ -72,12 +72,6 @@ impl Directory {
         directory
     }
 
-    /// A directory that learns nothing by itself: [`Directory::add`] fills it (tests, a run
-    /// without Consul).
-    pub fn empty() -> Self {
-        Self::with_statics(Vec::new())
-    }
-
     fn with_statics(statics: Vec<RouteEntry>) -> Self {
         let directory = Self {
             inner: Arc::new(Inner {
@@ -111,16 +105,6 @@ impl Directory {
     /// Ends the watch tasks.
     pub fn stop(&self) {
         self.inner.stop.send_replace(true);
-    }
-
-    /// Adds a service with fixed instances and routes.
-    pub fn add(&self, service: &str, version: &str, discovery: Discovery, routes: Vec<RouteEntry>) {
-        let known = Known {
-            discovery,
-            routes: BTreeMap::from([(VersionKey::parse(version), routes)]),
-        };
-        self.known().insert(service.to_owned(), known);
-        self.rebuild();
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Known>> {
