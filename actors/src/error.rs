@@ -228,6 +228,9 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// The streams or a durable consumer of the service could not be set up.
+    #[error(transparent)]
+    Durable(#[from] crate::durable::DurableError),
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //!
 //! - **endpoints** (request-reply): a typed request [`Call`] arrives as [`Request<M>`] at an
 //!   actor, a pool of actors, or a `SyncArbiter` for CPU-bound work ([`Supervised`]);
-//! - **event subscriptions** (pub/sub): a typed event arrives as [`Event<E>`].
+//! - **event subscriptions** (pub/sub, at most once): a typed event arrives as [`Event<E>`];
+//! - **durable subscriptions** (JetStream, at least once): a typed event arrives as
+//!   [`Delivery<E>`], is acknowledged when its handler returns `Ok`, retried with backoff or
+//!   sent to the dead letters ([`durable`]).
 //!
 //! The [`bridge`](crate::service) is the only place that touches NATS messages. For every request
 //! it reads the headers ([`Meta`]: request id, W3C `traceparent`, deadline), refuses work past
@@ -30,14 +33,17 @@
 //!   the gateway (pure; this crate serves no HTTP).
 //! - [`stats`] — per-endpoint counters, in-flight limits and their Prometheus metrics.
 //! - [`service`] — the builder, the bridge and event loops on their worker threads, drain.
+//! - [`durable`] — JetStream streams, the [`Publisher`] of durable events, durable consumers
+//!   bound to actors, dead letters.
 //! - [`client`] — calls and events out.
 //!
 //! # Must not depend on
-//! Consul, HTTP or any service crate. Domain actors never see NATS types: they get
-//! `Request<M>` / `Event<E>` with a [`Meta`] to pass to outgoing calls.
+//! Consul, HTTP, a database or any service crate. Domain actors never see NATS types: they
+//! get `Request<M>` / `Event<E>` / `Delivery<E>` with a [`Meta`] to pass to outgoing calls.
 
 pub mod client;
 pub mod codec;
+pub mod durable;
 pub mod error;
 pub mod message;
 pub mod meta;
@@ -49,6 +55,7 @@ pub mod supervise;
 
 pub use client::Client;
 pub use codec::Codec;
+pub use durable::{Delivery, DurableSubscription, EventError, OutgoingEvent, Publisher};
 pub use error::{CallError, Error, ServiceError};
 pub use message::{Call, Cancelled, Event, Request};
 pub use meta::{Caller, Meta};

@@ -22,12 +22,14 @@
 
 mod credentials;
 mod error;
+pub mod events;
 mod loader;
 mod redact;
 pub mod settings;
 
 pub use credentials::NatsCredentials;
 pub use error::{ConfigError, Invalid};
+pub use events::{EventsSettings, Storage};
 pub use loader::Loader;
 pub use redact::redact_url;
 pub use settings::{

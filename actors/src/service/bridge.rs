@@ -263,16 +263,16 @@ fn crashed() -> ServiceError {
     ServiceError::internal("the request crashed its handler")
 }
 
-/// Cancels a request whose handling future is dropped before it finished (a drain that ran
-/// out of grace aborts the endpoint loop), so cooperative work stops with it.
-struct CancelOnDrop(Option<Meta>);
+/// Cancels a request (or durable event) whose handling future is dropped before it finished
+/// (a drain that ran out of grace aborts the loop), so cooperative work stops with it.
+pub(crate) struct CancelOnDrop(Option<Meta>);
 
 impl CancelOnDrop {
-    fn new(meta: &Meta) -> Self {
+    pub(crate) fn new(meta: &Meta) -> Self {
         Self(Some(meta.clone()))
     }
 
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }

@@ -14,10 +14,12 @@ use std::time::SystemTime;
 use prometheus::Registry;
 use tokio::sync::watch;
 
+pub(crate) use bridge::CancelOnDrop;
 pub use endpoint::{Endpoint, Subscription};
 pub(crate) use running::Shared;
 pub use running::{DrainReport, Monitor, Running};
 
+use crate::durable::{self, DurableSubscription};
 use crate::micro;
 use crate::stats::{EndpointStats, Metrics};
 use crate::Error;
@@ -54,6 +56,8 @@ pub struct Service {
     metadata: BTreeMap<String, String>,
     endpoints: Vec<Endpoint>,
     subscriptions: Vec<Subscription>,
+    durables: Vec<DurableSubscription>,
+    events: courier_config::EventsSettings,
 }
 
 /// Builds a [`Service`]; [`ServiceBuilder::build`] checks it against the NATS micro rules.
@@ -69,6 +73,8 @@ impl Service {
             metadata: BTreeMap::new(),
             endpoints: Vec::new(),
             subscriptions: Vec::new(),
+            durables: Vec::new(),
+            events: courier_config::EventsSettings::default(),
         })
     }
 
@@ -82,11 +88,12 @@ impl Service {
         self.endpoints.iter().map(|e| e.subject.as_str())
     }
 
-    /// Subscribes every endpoint, subscription and `$SRV` subject, then serves them.
-    /// Returns once all subscriptions are registered with the server. `nats` is one client
-    /// for everything, or [`Connections`] with an intake of its own.
+    /// Subscribes every endpoint, subscription and `$SRV` subject, then serves them; with
+    /// durable subscriptions, also ensures the streams ([`durable::ensure_streams`]) and starts
+    /// the durable consumers. Returns once all subscriptions are registered with the server.
+    /// `nats` is one client for everything, or [`Connections`] with an intake of its own.
     pub async fn start(
-        self,
+        mut self,
         nats: impl Into<Connections>,
         settings: &courier_config::ServiceSettings,
         registry: &Registry,
@@ -94,6 +101,8 @@ impl Service {
         let Connections { main: nats, intake } = nats.into();
         let metrics = Metrics::register(registry, &self.name)
             .map_err(|e| Error::Definition(format!("metrics for service {}: {e}", self.name)))?;
+        let durables = std::mem::take(&mut self.durables);
+        let events = self.events.clone();
         let (shared, subscriptions) = self.into_shared(settings, &metrics);
         // If a subscription below fails, dropping `stop` makes the loops already spawned drain
         // and end: nothing is left serving half a service.
@@ -130,6 +139,17 @@ impl Service {
             let serve = events::serve_events(s, sub, limits, metrics.clone(), stopped.clone());
             loops.push(tokio::spawn(serve));
         }
+        let consumer_metrics = durable::ConsumerMetrics::register(registry, &shared.name)
+            .map_err(|e| Error::Definition(format!("consumer metrics for {}: {e}", shared.name)))?;
+        let setup = durable::Setup {
+            service: &shared.name,
+            intake: &intake,
+            main: &nats,
+            events: &events,
+            service_settings: settings,
+            metrics: &consumer_metrics,
+        };
+        loops.extend(start_durables(durables, &setup, &workers, &stopped).await?);
         let srv = bridge::subscribe_srv(&nats, &shared).await?;
         let srv_loop = tokio::spawn(bridge::serve_srv(
             shared.clone(),
@@ -212,6 +232,20 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds a durable subscription: a JetStream consumer of the events stream bound to an
+    /// actor ([`crate::durable`]).
+    pub fn durable(mut self, subscription: DurableSubscription) -> Self {
+        self.0.durables.push(subscription);
+        self
+    }
+
+    /// Where durable events are stored and how they are delivered (`[events]`); the defaults
+    /// unless set.
+    pub fn events(mut self, settings: courier_config::EventsSettings) -> Self {
+        self.0.events = settings;
+        self
+    }
+
     /// Checks names, version and subjects, and returns the definition.
     pub fn build(self) -> Result<Service, Error> {
         let s = self.0;
@@ -274,6 +308,7 @@ impl ServiceBuilder {
                 ));
             }
         }
+        durable::check(&s.durables, &s.events).map_err(Error::Definition)?;
         for sub in &s.subscriptions {
             if sub.buffer == Some(0) || sub.timeout == Some(std::time::Duration::ZERO) {
                 return bad(format!(
@@ -290,6 +325,27 @@ impl ServiceBuilder {
         }
         Ok(s)
     }
+}
+
+/// Ensures the streams, then creates each durable consumer and starts its loop, spread over
+/// the workers: a consumer's handlers run on the thread that pulls its events.
+async fn start_durables(
+    durables: Vec<DurableSubscription>,
+    setup: &durable::Setup<'_>,
+    workers: &workers::Workers,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    if durables.is_empty() {
+        return Ok(Vec::new());
+    }
+    durable::ensure_streams(setup.main, setup.events).await?;
+    let mut loops = Vec::with_capacity(durables.len());
+    for (i, sub) in durables.into_iter().enumerate() {
+        let consumer = durable::Consumer::create(sub, setup).await?;
+        let run = consumer.run(stopped.clone());
+        loops.push(workers.spawn(i % workers.count(), run).await);
+    }
+    Ok(loops)
 }
 
 /// First token of every instance-specific subject. Endpoint subjects may not start with it (nor
@@ -314,7 +370,7 @@ fn with_route(
 }
 
 /// Tokens separated by dots, none empty, no spaces; wildcards only where allowed.
-fn valid_subject(subject: &str, wildcards: bool) -> bool {
+pub(crate) fn valid_subject(subject: &str, wildcards: bool) -> bool {
     let tokens: Vec<&str> = subject.split('.').collect();
     let last = tokens.len() - 1;
     !subject.is_empty()
