@@ -247,6 +247,7 @@ async fn an_event_published_while_no_consumer_runs_is_handled_once_the_service_s
     assert_eq!((seen[0].delivered, seen[1].n), (1, 2));
     assert_eq!(metric(&registry, "courier_consumer_acked_total"), "2");
     assert_eq!(metric(&registry, "courier_consumer_delivered_total"), "2");
+    assert_ne!(metric(&registry, "courier_consumer_pending"), "absent");
     assert!(running.stop(Duration::from_secs(5)).await.complete);
 }
 
@@ -424,6 +425,52 @@ async fn a_drain_finishes_and_acks_the_event_in_hand_so_a_restart_does_not_see_i
     assert_eq!(again.deliveries_of(1), Vec::<u64>::new());
     assert_eq!(consumer_info(&js).await.num_redelivered, 0);
     assert!(running.stop(Duration::from_secs(5)).await.complete);
+}
+
+#[actix_rt::test]
+async fn each_subscription_has_its_own_consumer_and_sees_every_event_on_any_worker() {
+    let js = jetstream().await;
+    let (first, second) = (Recorder::default(), Recorder::default());
+    let service = Service::builder("calc", "1.0.0")
+        .events(settings())
+        .durable(DurableSubscription::new::<Ev>(
+            "audit",
+            SUBJECT,
+            first.clone().start(),
+        ))
+        .durable(
+            DurableSubscription::new::<Ev>("mirror", "events.calc.done", second.clone().start())
+                .concurrency(1),
+        )
+        .build()
+        .unwrap();
+    let two_workers = ServiceSettings {
+        workers: 2,
+        ..Default::default()
+    };
+    let registry = prometheus::Registry::new();
+    let running = service
+        .start(js.client.clone(), &two_workers, &registry)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        publish(&js, n, Mode::Ok).await;
+    }
+    eventually(WITHIN, "both consumers handle all three", || async {
+        let all = |r: &Recorder| (1..=3).all(|n| r.deliveries_of(n) == [1]);
+        (all(&first) && all(&second)).then_some(())
+    })
+    .await;
+    assert!(running.stop(Duration::from_secs(5)).await.complete);
+}
+
+#[actix_rt::test]
+async fn a_durable_subscription_with_a_bad_name_is_refused_at_build() {
+    let actor = Recorder::default().start();
+    let built = Service::builder("calc", "1.0.0")
+        .durable(DurableSubscription::new::<Ev>("a.b", SUBJECT, actor))
+        .build();
+    assert!(matches!(built, Err(courier_actors::Error::Definition(_))));
 }
 
 #[actix_rt::test]

@@ -12,12 +12,14 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prometheus::IntGauge;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
 use super::dead_letter::dead_letter_subject;
 use super::metrics::{ConsumerMetrics, ConsumerStats};
 use super::subscription::{durable_name, HandleDelivery};
 use super::{DurableError, DurableSubscription};
+use crate::service::Workers;
 
 /// How long one pull request waits on the server for events. Short, so that a drain (which
 /// stops pulling and finishes the pull in hand) is quick, and an idle consumer costs one
@@ -67,51 +69,79 @@ pub(crate) struct Consumer {
     pub(super) stats: ConsumerStats,
 }
 
+/// Ensures the streams, then creates each durable consumer and starts its loop, spread over
+/// the workers: a consumer's handlers run on the thread that pulls its events.
+pub(crate) async fn start_all(
+    subscriptions: Vec<DurableSubscription>,
+    setup: &Setup<'_>,
+    workers: &Workers,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, DurableError> {
+    if subscriptions.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::ensure_streams(setup.main, setup.events).await?;
+    let mut loops = Vec::with_capacity(subscriptions.len());
+    for (i, sub) in subscriptions.into_iter().enumerate() {
+        let consumer = Consumer::create(sub, setup).await?;
+        let run = consumer.run(stop.clone());
+        loops.push(workers.spawn(i % workers.count(), run).await);
+    }
+    Ok(loops)
+}
+
+/// The durable pull consumer of `sub`: explicit acks, redelivered after `ack_wait`, at most
+/// `max_deliver` times, at most `max_ack_pending` unacknowledged over all instances.
+fn pull_config(durable: &str, sub: &DurableSubscription, events: &EventsSettings) -> PullConfig {
+    PullConfig {
+        durable_name: Some(durable.to_owned()),
+        description: Some(format!("handles {}", sub.subject)),
+        filter_subject: sub.subject.clone(),
+        // A new subscription catches up on what the stream keeps; handlers are idempotent.
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: events.ack_wait,
+        max_deliver: i64::from(events.max_deliver),
+        max_ack_pending: i64::from(events.max_ack_pending),
+        ..Default::default()
+    }
+}
+
+impl Limits {
+    fn new(sub: &DurableSubscription, events: &EventsSettings, service: &ServiceSettings) -> Self {
+        let max_ack_pending = usize::try_from(events.max_ack_pending).unwrap_or(usize::MAX);
+        Self {
+            concurrency: sub
+                .concurrency
+                .unwrap_or_else(|| service.max_in_flight.min(max_ack_pending)),
+            // Past ack_wait the server delivers the event again, whatever we do: stop a tenth
+            // before, so that the nak reaches it first.
+            timeout: sub
+                .timeout
+                .unwrap_or(service.handler_timeout)
+                .min(events.ack_wait - events.ack_wait / 10),
+            max_deliver: u64::from(events.max_deliver),
+            events: events.clone(),
+        }
+    }
+}
+
 impl Consumer {
     /// Creates (or updates) the durable pull consumer of `sub` on the events stream.
-    pub(crate) async fn create(
-        sub: DurableSubscription,
-        setup: &Setup<'_>,
-    ) -> Result<Self, DurableError> {
+    async fn create(sub: DurableSubscription, setup: &Setup<'_>) -> Result<Self, DurableError> {
         let durable = durable_name(setup.service, &sub.name);
         let events = setup.events;
-        let config = PullConfig {
-            durable_name: Some(durable.clone()),
-            description: Some(format!("{} handles {}", setup.service, sub.subject)),
-            filter_subject: sub.subject.clone(),
-            // A new subscription catches up on what the stream keeps; handlers are idempotent.
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: events.ack_wait,
-            max_deliver: i64::from(events.max_deliver),
-            max_ack_pending: i64::from(events.max_ack_pending),
-            ..Default::default()
-        };
         let js = async_nats::jetstream::new(setup.intake.clone());
         let pull = js
-            .create_consumer_on_stream(config, &events.stream)
+            .create_consumer_on_stream(pull_config(&durable, &sub, events), &events.stream)
             .await
             .map_err(|source| DurableError::Consumer {
                 durable: durable.clone(),
                 stream: events.stream.clone(),
                 source,
             })?;
-        let service_settings = setup.service_settings;
-        let limits = Limits {
-            concurrency: sub.concurrency.unwrap_or_else(|| {
-                service_settings
-                    .max_in_flight
-                    .min(events.max_ack_pending as usize)
-            }),
-            // Past ack_wait the server delivers the event again, whatever we do.
-            timeout: sub
-                .timeout
-                .unwrap_or(service_settings.handler_timeout)
-                .min(events.ack_wait),
-            max_deliver: u64::from(events.max_deliver),
-            events: events.clone(),
-        };
         Ok(Self {
+            limits: Limits::new(&sub, events, setup.service_settings),
             dead_letter_subject: dead_letter_subject(setup.service, &durable),
             stats: setup.metrics.consumer(&durable, &sub.subject),
             dead_letters: async_nats::jetstream::new(setup.main.clone()),
@@ -120,7 +150,6 @@ impl Consumer {
             handler: sub.handler,
             durable,
             pull,
-            limits,
         })
     }
 

@@ -28,7 +28,7 @@ mod publish;
 mod streams;
 mod subscription;
 
-pub(crate) use consumer::{Consumer, Setup};
+pub(crate) use consumer::{start_all, Setup};
 pub use dead_letter::header as dead_letter_header;
 pub use dead_letter::{dead_letter_subject, Reason};
 pub use delivery::{Delivery, EventError};

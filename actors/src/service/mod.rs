@@ -18,6 +18,7 @@ pub(crate) use bridge::CancelOnDrop;
 pub use endpoint::{Endpoint, Subscription};
 pub(crate) use running::Shared;
 pub use running::{DrainReport, Monitor, Running};
+pub(crate) use workers::Workers;
 
 use crate::durable::{self, DurableSubscription};
 use crate::micro;
@@ -149,7 +150,7 @@ impl Service {
             service_settings: settings,
             metrics: &consumer_metrics,
         };
-        loops.extend(start_durables(durables, &setup, &workers, &stopped).await?);
+        loops.extend(durable::start_all(durables, &setup, &workers, &stopped).await?);
         let srv = bridge::subscribe_srv(&nats, &shared).await?;
         let srv_loop = tokio::spawn(bridge::serve_srv(
             shared.clone(),
@@ -325,27 +326,6 @@ impl ServiceBuilder {
         }
         Ok(s)
     }
-}
-
-/// Ensures the streams, then creates each durable consumer and starts its loop, spread over
-/// the workers: a consumer's handlers run on the thread that pulls its events.
-async fn start_durables(
-    durables: Vec<DurableSubscription>,
-    setup: &durable::Setup<'_>,
-    workers: &workers::Workers,
-    stopped: &watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
-    if durables.is_empty() {
-        return Ok(Vec::new());
-    }
-    durable::ensure_streams(setup.main, setup.events).await?;
-    let mut loops = Vec::with_capacity(durables.len());
-    for (i, sub) in durables.into_iter().enumerate() {
-        let consumer = durable::Consumer::create(sub, setup).await?;
-        let run = consumer.run(stopped.clone());
-        loops.push(workers.spawn(i % workers.count(), run).await);
-    }
-    Ok(loops)
 }
 
 /// First token of every instance-specific subject. Endpoint subjects may not start with it (nor

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The worker threads; stopped by [`Workers::stop`].
-pub(super) struct Workers {
+pub(crate) struct Workers {
     arbiters: Vec<Arbiter>,
 }
 
@@ -25,12 +25,12 @@ impl Workers {
     }
 
     /// How many workers there are.
-    pub(super) fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.arbiters.len() + 1
     }
 
     /// Runs `task` on worker `index`; its handle can be awaited and aborted from any thread.
-    pub(super) async fn spawn<F>(&self, index: usize, task: F) -> JoinHandle<()>
+    pub(crate) async fn spawn<F>(&self, index: usize, task: F) -> JoinHandle<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
