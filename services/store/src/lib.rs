@@ -1,0 +1,235 @@
+//! `courier-store`: a service's own database, and what every service does with it the same
+//! way. SQLite by default (a file, created on first start), PostgreSQL when
+//! `database.url` says so; both through the same SQL (sqlx's `Any` driver, `$1` parameters).
+//!
+//! - [`Database::connect`] opens the database and applies the service's [`Migration`]s, then
+//!   the kit's own tables (idempotency keys, outbox, handled events), safely when several
+//!   instances start at once.
+//! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
+//!   both databases. On a SQLite file each thread reads through its own connection
+//!   ([`local`]), with no thread hand-off.
+//! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
+//!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
+//!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
+//! - The [`outbox`] relay publishes committed events and forgets them once the broker has
+//!   acknowledged them: a crash between commit and publish loses nothing, and a publish
+//!   repeated after a crash carries the same event id (the broker deduplicates it).
+//! - Event handlers claim each event id once ([`Database::claim_event`]), in the transaction
+//!   that holds the handler's effect: a redelivered event changes nothing twice.
+//!
+//! # Must not depend on
+//! NATS (events leave through the publish function the service gives the relay), HTTP, or
+//! any service crate. Each service keeps its own SQL next to its domain.
+
+pub mod fingerprint;
+mod idempotency;
+mod inbox;
+mod local;
+mod migrate;
+pub mod outbox;
+mod rows;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod write;
+
+pub use fingerprint::Fingerprint;
+pub use idempotency::{Claim, WriteKey, KEEP_REPLIES};
+pub use migrate::Migration;
+pub use outbox::{Pass, PendingEvent, Relay};
+pub use rows::{FromRow, Param, Row};
+pub use write::Write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use courier_config::DatabaseSettings;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use tokio::sync::Notify;
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// The folder of the SQLite file could not be created.
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A migration failed.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migrate {
+        /// Its number.
+        version: i64,
+        /// Its name.
+        name: &'static str,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A row with the same unique value exists.
+    #[error("duplicate value")]
+    Duplicate,
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A read on this thread's own SQLite connection failed.
+    #[error("SQLite read failed: {0}")]
+    Read(#[from] rusqlite::Error),
+    /// A value could not be written as JSON (a reply, an event), or a stored one read back.
+    #[error("stored JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A write under this request id and endpoint was done for a different request (another
+    /// body or caller): its reply is not this request's to see.
+    #[error("the request id was already used for a different request")]
+    KeyReused,
+}
+
+/// The database of one service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    /// The SQLite file, read on the calling thread ([`local`]); `None` for PostgreSQL and
+    /// in-memory SQLite, read through the pool.
+    file: Option<Arc<PathBuf>>,
+    /// When this instance last pruned old idempotency keys and handled events, in Unix ms.
+    last_prune: Arc<AtomicI64>,
+    /// Woken by every commit that wrote events, so the relay publishes them at once.
+    outbox: Arc<Notify>,
+}
+
+impl Database {
+    /// Opens the database (creating a SQLite file and its folder when missing), puts a SQLite
+    /// file in WAL mode, and applies `migrations`, then the kit's tables.
+    pub async fn connect(
+        settings: &DatabaseSettings,
+        migrations: &'static [Migration],
+    ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = sqlite_create_mode(settings.url.expose())?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .connect(&url)
+            .await
+            .map_err(StoreError::Connect)?;
+        let db = Self {
+            pool,
+            file: sqlite_file(&url).map(Arc::new),
+            last_prune: Arc::default(),
+            outbox: Arc::default(),
+        };
+        if db.file.is_some() {
+            db.use_wal().await?;
+        }
+        db.migrate(migrations).await?;
+        Ok(db)
+    }
+
+    /// The sqlx pool, for what the helpers here do not cover.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The first row `sql` selects with `params`, if any.
+    pub async fn one<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, StoreError> {
+        if let Some(file) = &self.file {
+            return local::one(file, sql, params);
+        }
+        let row = rows::bind(sql, params).fetch_optional(&self.pool).await?;
+        row.as_ref().map(|row| T::from_row(row)).transpose()
+    }
+
+    /// Every row `sql` selects with `params`.
+    pub async fn all<T: FromRow>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, StoreError> {
+        if let Some(file) = &self.file {
+            return local::all(file, sql, params);
+        }
+        let rows = rows::bind(sql, params).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| T::from_row(row)).collect()
+    }
+
+    /// Starts a write with no idempotency key (work the service itself drives, such as a
+    /// saga step). Dropped without a commit, it rolls back.
+    pub async fn begin(&self) -> Result<Write, StoreError> {
+        Ok(Write::new(
+            self.pool.begin().await?,
+            None,
+            self.outbox.clone(),
+        ))
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Now, in Unix milliseconds: the form every kit table keeps times in.
+pub fn now_millis() -> i64 {
+    unix_millis(SystemTime::now())
+}
+
+fn unix_millis(time: SystemTime) -> i64 {
+    millis(time.duration_since(UNIX_EPOCH).unwrap_or_default())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// [`StoreError::Duplicate`] for a unique violation, the query error otherwise.
+pub fn duplicate_or_query(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => StoreError::Query(e),
+    }
+}
+
+/// The file of a `sqlite://path` URL; `None` for other databases and in-memory SQLite.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// For `sqlite://path`: creates the file's folder and asks SQLite to create the file.
+fn sqlite_create_mode(url: &str) -> Result<String, StoreError> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Ok(url.to_owned());
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(if query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("{url}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    })
+}

@@ -1,0 +1,176 @@
+//! The transactional outbox's relay. A write stores its events in the `outbox` table in its
+//! own transaction ([`crate::Write::event`]); the relay publishes committed events in order
+//! of id and deletes each once the broker has acknowledged it.
+//!
+//! What this guarantees: an event is published if and only if its write committed (at least
+//! once: a crash after the publish and before the delete publishes it again on restart, with
+//! the same id, which JetStream's duplicate window drops). Several instances of a service
+//! share its database and each runs a relay: they may publish the same row, which the same
+//! window drops. Events of one write keep their order; across a failed publish, a later
+//! event may overtake an earlier one, which is retried.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::rows::{bind, FromRow, Param, Row};
+use crate::{Database, StoreError};
+
+/// How many events one pass publishes (acknowledgements awaited together).
+const BATCH: u32 = 256;
+
+/// How often the relay looks for events when no commit woke it: events committed by another
+/// instance on the same database, or left by a failed publish.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The longest wait after failed publishes before the next try.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+const PENDING: &str = "SELECT id, subject, payload, request_id, traceparent FROM outbox \
+                       ORDER BY id LIMIT $1";
+
+/// A committed event waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// Its UUIDv7: send it as `Nats-Msg-Id`.
+    pub id: String,
+    /// Where it goes.
+    pub subject: String,
+    /// The body, JSON.
+    pub payload: String,
+    /// The request id of the write that made it.
+    pub request_id: Option<String>,
+    /// The W3C trace context of the write that made it.
+    pub traceparent: Option<String>,
+}
+
+impl FromRow for PendingEvent {
+    fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.text(0)?,
+            subject: row.text(1)?,
+            payload: row.text(2)?,
+            request_id: row.opt_text(3)?,
+            traceparent: row.opt_text(4)?,
+        })
+    }
+}
+
+/// Publishes a database's committed events.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    db: Database,
+}
+
+impl Relay {
+    /// The relay of `db`'s outbox.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Publishes pending events with `publish` (which resolves once the broker acknowledged
+    /// the event) until `stop` resolves, then makes one last pass, so that what was committed
+    /// before the stop leaves before the process does.
+    pub async fn run<P, F, E>(self, publish: P, stop: impl Future<Output = ()>)
+    where
+        P: Fn(PendingEvent) -> F,
+        F: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let mut stop = std::pin::pin!(stop);
+        let mut backoff = Duration::ZERO;
+        loop {
+            let wait = match self.pass(&publish).await {
+                Ok(Pass {
+                    published,
+                    failed: 0,
+                }) if published == BATCH as usize => continue,
+                Ok(Pass { failed: 0, .. }) => {
+                    backoff = Duration::ZERO;
+                    POLL
+                }
+                Ok(Pass { failed, .. }) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+                    tracing::warn!(failed, retry_in = ?backoff, "Events not published; retrying.");
+                    backoff
+                }
+                Err(error) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+                    tracing::warn!(%error, retry_in = ?backoff, "Cannot read the outbox; retrying.");
+                    backoff
+                }
+            };
+            tokio::select! {
+                () = self.db.outbox.notified(), if backoff.is_zero() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = &mut stop => break,
+            }
+        }
+        match self.pass(&publish).await {
+            Ok(Pass { failed: 0, .. }) => {}
+            Ok(Pass { failed, .. }) => {
+                tracing::warn!(
+                    failed,
+                    "Events left unpublished at stop; the next start sends them."
+                )
+            }
+            Err(error) => tracing::warn!(%error, "Cannot read the outbox at stop."),
+        }
+    }
+
+    /// Publishes up to [`BATCH`] pending events, acknowledgements awaited together, and
+    /// deletes those acknowledged.
+    pub async fn pass<P, F, E>(&self, publish: &P) -> Result<Pass, StoreError>
+    where
+        P: Fn(PendingEvent) -> F,
+        F: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let pending: Vec<PendingEvent> = self.db.all(PENDING, &[BATCH.into()]).await?;
+        if pending.is_empty() {
+            return Ok(Pass::default());
+        }
+        let results = futures::future::join_all(pending.iter().cloned().map(publish)).await;
+        let mut acked = Vec::with_capacity(pending.len());
+        let mut failed = 0;
+        for (event, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => acked.push(Param::Text(&event.id)),
+                Err(error) => {
+                    failed += 1;
+                    tracing::debug!(%error, id = event.id, subject = event.subject, "Publish failed.");
+                }
+            }
+        }
+        if !acked.is_empty() {
+            let sql = delete_sql(acked.len());
+            bind(&sql, &acked).execute(self.db.pool()).await?;
+        }
+        Ok(Pass {
+            published: acked.len(),
+            failed,
+        })
+    }
+}
+
+/// What one pass of the relay did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Events acknowledged and deleted.
+    pub published: usize,
+    /// Events whose publish failed, left for the next pass.
+    pub failed: usize,
+}
+
+/// `DELETE ... WHERE id IN ($1, ..., $n)`.
+fn delete_sql(n: usize) -> String {
+    let mut sql = String::from("DELETE FROM outbox WHERE id IN (");
+    for i in 1..=n {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${i}"));
+    }
+    sql.push(')');
+    sql
+}

@@ -1,0 +1,140 @@
+//! A write in progress: one transaction holding the change, and with it, when the write has
+//! them, its idempotency key and reply and the events it announces.
+
+use std::sync::Arc;
+
+use courier_actors::Meta;
+use serde::Serialize;
+use sqlx::{Any, Transaction};
+use tokio::sync::Notify;
+
+use crate::rows::{bind, FromRow, Param};
+use crate::{duplicate_or_query, now_millis, StoreError};
+
+/// One transaction: statements, then [`Write::record`] of the reply (for a write under a
+/// [`WriteKey`](crate::WriteKey)), [`Write::event`]s, then [`Write::commit`]. Dropped without
+/// a commit, it rolls back, key and events included.
+#[derive(Debug)]
+pub struct Write {
+    tx: Transaction<'static, Any>,
+    /// The request id and endpoint the reply is stored under, for a write claimed by key.
+    key: Option<(String, String)>,
+    /// The relay's wake-up, rung after a commit that wrote events.
+    outbox: Arc<Notify>,
+    events: usize,
+}
+
+impl Write {
+    pub(crate) fn new(
+        tx: Transaction<'static, Any>,
+        key: Option<(String, String)>,
+        outbox: Arc<Notify>,
+    ) -> Self {
+        Self {
+            tx,
+            key,
+            outbox,
+            events: 0,
+        }
+    }
+
+    /// Runs a statement; the number of rows it changed. A unique violation is
+    /// [`StoreError::Duplicate`].
+    pub async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let done = bind(sql, params)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(duplicate_or_query)?;
+        Ok(done.rows_affected())
+    }
+
+    /// The first row of a query (`SELECT`, or a statement with `RETURNING`), if any. A unique
+    /// violation is [`StoreError::Duplicate`].
+    pub async fn one<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, StoreError> {
+        let row = bind(sql, params)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(duplicate_or_query)?;
+        row.as_ref().map(|row| T::from_row(row)).transpose()
+    }
+
+    /// Every row of a query.
+    pub async fn all<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = bind(sql, params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| T::from_row(row)).collect()
+    }
+
+    /// Stores `reply` as what every retry under this write's key gets. Does nothing for a
+    /// write started without a key ([`crate::Database::begin`]).
+    pub async fn record<R: Serialize>(&mut self, reply: &R) -> Result<(), StoreError> {
+        let Some((request_id, endpoint)) = &self.key else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(reply).map_err(StoreError::Json)?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET reply = $1 WHERE request_id = $2 AND endpoint = $3",
+        )
+        .bind(json)
+        .bind(request_id)
+        .bind(endpoint)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Announces `body` on `subject` once this write commits (the transactional outbox): the
+    /// relay publishes it, as JSON, with the request id and trace context of `meta`. Returns
+    /// the event's id (a UUIDv7, its `Nats-Msg-Id`).
+    pub async fn event<E: Serialize + ?Sized>(
+        &mut self,
+        subject: &str,
+        body: &E,
+        meta: &Meta,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let payload = serde_json::to_string(body).map_err(StoreError::Json)?;
+        sqlx::query(
+            "INSERT INTO outbox (id, subject, payload, request_id, traceparent, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(subject)
+        .bind(payload)
+        .bind(&meta.request_id)
+        .bind(meta.trace.to_header())
+        .bind(now_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        self.events += 1;
+        Ok(id)
+    }
+
+    /// The transaction itself, for what the helpers here do not cover.
+    pub fn transaction(&mut self) -> &mut Transaction<'static, Any> {
+        &mut self.tx
+    }
+
+    /// Makes the changes, key, reply and events included, durable; then wakes the relay.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        if self.events > 0 {
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Undoes the changes, key and events included, now rather than when the connection is
+    /// next used.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
