@@ -40,6 +40,21 @@ pub struct WriteKey<'a> {
     pub fingerprint: &'a Fingerprint,
 }
 
+impl<'a> WriteKey<'a> {
+    /// The key of a write to `endpoint` under the request id of `meta`.
+    pub fn of(
+        meta: &'a courier_actors::Meta,
+        endpoint: &'a str,
+        fingerprint: &'a Fingerprint,
+    ) -> Self {
+        Self {
+            request_id: &meta.request_id,
+            endpoint,
+            fingerprint,
+        }
+    }
+}
+
 /// The outcome of [`Database::claim`].
 #[derive(Debug)]
 pub enum Claim<R> {

@@ -91,6 +91,10 @@ pub enum StoreError {
     /// body or caller): its reply is not this request's to see.
     #[error("the request id was already used for a different request")]
     KeyReused,
+    /// The caller's deadline passed before the write committed: it was rolled back, so that
+    /// the 504 the caller got means that nothing happened.
+    #[error("the deadline passed before the write committed; it was rolled back")]
+    DeadlinePassed,
 }
 
 /// The database of one service. Cheap to clone.

@@ -122,6 +122,24 @@ impl Write {
         &mut self.tx
     }
 
+    /// Records `reply` and commits, unless `meta`'s deadline has passed: then the caller has
+    /// been answered 504 (or soon will be), and a 504 must mean that nothing happened, so
+    /// everything rolls back and the result is [`StoreError::DeadlinePassed`]. Checked last,
+    /// after any wait on a database lock, because that is where the time goes. (What remains
+    /// between this check and the commit is covered by the stored reply: a retry gets it.)
+    pub async fn commit_reply<R: Serialize>(
+        mut self,
+        reply: &R,
+        meta: &Meta,
+    ) -> Result<(), StoreError> {
+        self.record(reply).await?;
+        if meta.remaining().is_some_and(|left| left.is_zero()) {
+            self.rollback().await?;
+            return Err(StoreError::DeadlinePassed);
+        }
+        self.commit().await
+    }
+
     /// Makes the changes, key, reply and events included, durable; then wakes the relay.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;

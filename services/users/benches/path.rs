@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use courier_store::testing::TestDatabase;
 use courier_testkit::TestNats;
 
 #[path = "path/gateway.rs"]
@@ -479,48 +480,6 @@ impl Report {
     }
 }
 
-/// A fresh PostgreSQL database for the bench, dropped at the end; `None` when none answers.
-struct PgDb {
-    admin: String,
-    name: String,
-}
-
-impl PgDb {
-    async fn create() -> Option<Self> {
-        use sqlx::Connection;
-        let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let mut conn =
-            tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin))
-                .await
-                .ok()?
-                .ok()?;
-        let name = format!("courier_bench_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .ok()?;
-        Some(Self { admin, name })
-    }
-
-    fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
-        format!("{base}/{}", self.name)
-    }
-
-    async fn drop_db(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
-
 fn run() {
     let full = std::env::args().any(|a| a == "--bench");
     let (duration, default_levels, seeded): (Duration, &[usize], usize) = if full {
@@ -694,11 +653,11 @@ async fn postgres(
     seeded: usize,
     report: &mut Report,
 ) {
-    let Some(db) = PgDb::create().await else {
+    let Some(db) = TestDatabase::postgres("bench").await else {
         println!("PostgreSQL: none answers at $COURIER_TEST_POSTGRES_URL; rows skipped");
         return;
     };
-    let (users, _) = Responder::users(&nats.url(), &db.url(), 2, 0);
+    let (users, _) = Responder::users(&nats.url(), db.settings.url.expose(), 2, 0);
     let get = seed(client, seeded, "pg").await;
     let list = fixed(r#"{"limit":10}"#);
     for &c in levels {
@@ -711,5 +670,5 @@ async fn postgres(
         }
     }
     drop(users);
-    db.drop_db().await;
+    db.remove().await;
 }

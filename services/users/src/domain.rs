@@ -116,6 +116,7 @@ impl From<StoreError> for UsersError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::KeyReused => UsersError::RequestIdReused,
+            StoreError::DeadlinePassed => UsersError::DeadlinePassed,
             other => UsersError::Store(other),
         }
     }

@@ -25,19 +25,12 @@
 //! written) and whose other fields it sent itself. The cost, accepted: a retry with another
 //! password replays, and the first password stands.
 //!
-//! # The digest
-//! SHA-384, as lower-case hex (96 characters). sqlx computes it for its migration checksums
-//! (`Migration::new`), which it stores in databases and compares across versions, and this
-//! crate already depends on sqlx; the known-answer test below fails should that ever change.
-//! `sha2::Sha384` (already in `Cargo.lock`, through sqlx) gives the same bytes, should this
-//! crate take `sha2` as a dependency of its own.
-
-use std::borrow::Cow;
-use std::fmt::Write as _;
+//!
+//! The digest and its canonical form are `courier_store::Fingerprint`'s.
 
 use courier_actors::Caller;
-use serde_json::{json, Value};
-use sqlx::migrate::{Migration, MigrationType};
+use courier_store::Fingerprint;
+use serde_json::json;
 
 use crate::store::UserChange;
 
@@ -45,70 +38,31 @@ use crate::store::UserChange;
 /// new one by chance.
 const VERSION: &str = "courier-users/request/1";
 
-/// The digest of one write request: equal for the same request, different otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    /// `users.create` of a checked name and email (a password is always given).
-    pub fn create(endpoint: &str, caller: Option<&Caller>, name: &str, email: &str) -> Self {
-        let fields = json!([["name", name], ["email", email], ["password", true]]);
-        Self::of(endpoint, caller, fields)
-    }
-
-    /// `users.update` of checked fields; `password` says whether a new one was given.
-    pub fn update(
-        endpoint: &str,
-        caller: Option<&Caller>,
-        change: &UserChange,
-        password: bool,
-    ) -> Self {
-        let fields = json!([
-            ["id", change.id],
-            ["name", change.name],
-            ["email", change.email],
-            ["password", password]
-        ]);
-        Self::of(endpoint, caller, fields)
-    }
-
-    /// `users.delete` of a checked id.
-    pub fn delete(endpoint: &str, caller: Option<&Caller>, id: &str) -> Self {
-        Self::of(endpoint, caller, json!([["id", id]]))
-    }
-
-    /// As stored: lower-case hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The digest of the canonical form: one JSON array, whose text serde_json writes the
-    /// same way every time (arrays keep their order; no maps, whose order could vary).
-    fn of(endpoint: &str, caller: Option<&Caller>, fields: Value) -> Self {
-        let subject = caller.map(|c| c.subject.as_str());
-        let canonical = json!([VERSION, endpoint, subject, fields]).to_string();
-        Self(hex(&sha384(canonical)))
-    }
+/// `users.create` of a checked name and email (a password is always given).
+pub fn create(endpoint: &str, caller: Option<&Caller>, name: &str, email: &str) -> Fingerprint {
+    let fields = json!([["name", name], ["email", email], ["password", true]]);
+    Fingerprint::of(VERSION, endpoint, caller, fields)
 }
 
-/// SHA-384 of `text`, from sqlx's migration checksum (see the module's doc).
-fn sha384(text: String) -> Vec<u8> {
-    let migration = Migration::new(
-        0,
-        Cow::Borrowed(""),
-        MigrationType::Simple,
-        Cow::Owned(text),
-        false,
-    );
-    migration.checksum.into_owned()
+/// `users.update` of checked fields; `password` says whether a new one was given.
+pub fn update(
+    endpoint: &str,
+    caller: Option<&Caller>,
+    change: &UserChange,
+    password: bool,
+) -> Fingerprint {
+    let fields = json!([
+        ["id", change.id],
+        ["name", change.name],
+        ["email", change.email],
+        ["password", password]
+    ]);
+    Fingerprint::of(VERSION, endpoint, caller, fields)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut out, b| {
-        // Invariant: writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+/// `users.delete` of a checked id.
+pub fn delete(endpoint: &str, caller: Option<&Caller>, id: &str) -> Fingerprint {
+    Fingerprint::of(VERSION, endpoint, caller, json!([["id", id]]))
 }
 
 #[cfg(test)]
@@ -137,66 +91,59 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_is_sha_384() {
-        // FIPS 180-2, appendix D.1: SHA-384("abc").
-        assert_eq!(
-            hex(&sha384("abc".into())),
-            "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed\
-             8086072ba1e7cc2358baeca134c825a7"
-        );
-    }
-
-    #[test]
     fn the_same_request_has_the_same_fingerprint() {
         let ada = caller("ada", &["admin"]);
-        let a = Fingerprint::create("users.create", Some(&ada), "Ada", "ada@example.com");
-        let b = Fingerprint::create("users.create", Some(&ada), "Ada", "ada@example.com");
+        let a = create("users.create", Some(&ada), "Ada", "ada@example.com");
+        let b = create("users.create", Some(&ada), "Ada", "ada@example.com");
         assert_eq!(a, b);
         assert_eq!(a.as_str().len(), 96);
         let renewed = caller("ada", &[]);
-        let c = Fingerprint::create("users.create", Some(&renewed), "Ada", "ada@example.com");
+        let c = create("users.create", Some(&renewed), "Ada", "ada@example.com");
         assert_eq!(a, c, "roles are not part of it");
         let changed = change_at(Some("Ada"), "later");
         assert_eq!(
-            Fingerprint::update("users.update", None, &change(Some("Ada")), false),
-            Fingerprint::update("users.update", None, &changed, false),
+            update("users.update", None, &change(Some("Ada")), false),
+            update("users.update", None, &changed, false),
             "nor is the time of the change"
         );
     }
 
     #[test]
     fn a_field_the_caller_or_the_endpoint_makes_another_request() {
-        let create = |caller, name, email| Fingerprint::create("users.create", caller, name, email);
+        let create_by = |caller, name, email| create("users.create", caller, name, email);
         let ada = caller("ada", &[]);
         let bob = caller("bob", &[]);
-        let base = create(None, "Ada", "ada@example.com");
+        let base = create_by(None, "Ada", "ada@example.com");
         for other in [
-            create(None, "Eve", "ada@example.com"),
-            create(None, "Ada", "eve@example.com"),
-            create(Some(&ada), "Ada", "ada@example.com"),
-            Fingerprint::create("users.other", None, "Ada", "ada@example.com"),
+            create_by(None, "Eve", "ada@example.com"),
+            create_by(None, "Ada", "eve@example.com"),
+            create_by(Some(&ada), "Ada", "ada@example.com"),
+            create("users.other", None, "Ada", "ada@example.com"),
         ] {
             assert_ne!(base, other);
         }
-        let update = |caller, change: &UserChange, password| {
-            Fingerprint::update("users.update", caller, change, password)
+        let update_by = |caller, change: &UserChange, password| {
+            update("users.update", caller, change, password)
         };
         let rename = change(Some("Ada"));
         assert_ne!(
-            update(Some(&ada), &rename, false),
-            update(Some(&bob), &rename, false)
+            update_by(Some(&ada), &rename, false),
+            update_by(Some(&bob), &rename, false)
         );
-        assert_ne!(update(None, &rename, false), update(None, &rename, true));
         assert_ne!(
-            update(None, &rename, false),
-            update(None, &change(None), false)
+            update_by(None, &rename, false),
+            update_by(None, &rename, true)
+        );
+        assert_ne!(
+            update_by(None, &rename, false),
+            update_by(None, &change(None), false)
         );
     }
 
     #[test]
     fn fields_cannot_run_into_each_other() {
-        let a = Fingerprint::create("users.create", None, "Ada\",\"x", "ada@example.com");
-        let b = Fingerprint::create("users.create", None, "Ada", "x\",\"ada@example.com");
+        let a = create("users.create", None, "Ada\",\"x", "ada@example.com");
+        let b = create("users.create", None, "Ada", "x\",\"ada@example.com");
         assert_ne!(a, b);
     }
 }

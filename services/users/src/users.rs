@@ -11,9 +11,9 @@ use crate::domain::{self, User, UsersError};
 use crate::endpoints::{
     Authenticate, CreateUser, DeleteUser, Deleted, GetUser, ListUsers, UpdateUser, UserPage,
 };
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint;
 use crate::hasher::HasherHandle;
-use crate::store::{Claim, Store, StoreError, UserChange, UserRow, Write, WriteKey};
+use crate::store::{Claim, Store, StoreError, UserChange, UserRow, UserWrites, WriteKey};
 
 /// Subject of the event published after a user is created; the body is the [`User`].
 pub const USER_CREATED: &str = "events.users.created";
@@ -55,8 +55,8 @@ impl Users {
         let name = domain::valid_name(&req.name)?;
         let email = domain::valid_email(&req.email)?;
         domain::valid_password(&req.password)?;
-        let fingerprint = Fingerprint::create(CREATE, meta.caller.as_ref(), &name, &email);
-        let key = write_key(&meta, CREATE, &fingerprint);
+        let fingerprint = fingerprint::create(CREATE, meta.caller.as_ref(), &name, &email);
+        let key = WriteKey::of(&meta, CREATE, &fingerprint);
         if let Some(user) = self.store.reply(key).await? {
             return Ok(user);
         }
@@ -78,7 +78,7 @@ impl Users {
         };
         write.insert(&row).await.map_err(|e| taken(e, &row.email))?;
         let user = public(row);
-        commit(write, &user, &meta).await?;
+        write.commit_reply(&user, &meta).await?;
         self.publish(USER_CREATED, &user, &meta).await;
         Ok(user)
     }
@@ -129,8 +129,8 @@ impl Users {
         let mut change = valid_change(&req)?;
         let caller = meta.caller.as_ref();
         domain::may_change(caller, &change.id)?;
-        let fingerprint = Fingerprint::update(UPDATE, caller, &change, req.password.is_some());
-        let key = write_key(&meta, UPDATE, &fingerprint);
+        let fingerprint = fingerprint::update(UPDATE, caller, &change, req.password.is_some());
+        let key = WriteKey::of(&meta, UPDATE, &fingerprint);
         if let Some(user) = self.store.reply(key).await? {
             return Ok(user);
         }
@@ -148,7 +148,7 @@ impl Users {
             Ok(None) => return Err(UsersError::NotFound(change.id)),
             Err(e) => return Err(taken(e, change.email.as_deref().unwrap_or_default())),
         };
-        commit(write, &user, &meta).await?;
+        write.commit_reply(&user, &meta).await?;
         Ok(user)
     }
 
@@ -166,8 +166,8 @@ impl Users {
     pub async fn delete(self, req: DeleteUser, meta: Meta) -> Result<Deleted, UsersError> {
         let id = domain::valid_id(&req.id)?;
         domain::may_change(meta.caller.as_ref(), &id)?;
-        let fingerprint = Fingerprint::delete(DELETE, meta.caller.as_ref(), &id);
-        let key = write_key(&meta, DELETE, &fingerprint);
+        let fingerprint = fingerprint::delete(DELETE, meta.caller.as_ref(), &id);
+        let key = WriteKey::of(&meta, DELETE, &fingerprint);
         let mut write = match self.store.claim(key).await? {
             Claim::Fresh(write) => write,
             Claim::Done(deleted) => return Ok(deleted),
@@ -176,7 +176,7 @@ impl Users {
             return Err(UsersError::NotFound(id));
         }
         let deleted = Deleted { id };
-        commit(write, &deleted, &meta).await?;
+        write.commit_reply(&deleted, &meta).await?;
         self.publish(USER_DELETED, &deleted, &meta).await;
         Ok(deleted)
     }
@@ -233,31 +233,6 @@ fn valid_change(req: &UpdateUser) -> Result<UserChange, UsersError> {
         password_hash: None,
         updated_at: now(),
     })
-}
-
-/// The key a write and its reply are stored under: the request id, per endpoint, with what
-/// the request asks.
-fn write_key<'a>(meta: &'a Meta, endpoint: &'a str, fingerprint: &'a Fingerprint) -> WriteKey<'a> {
-    WriteKey {
-        request_id: &meta.request_id,
-        endpoint,
-        fingerprint,
-    }
-}
-
-/// Records `reply` and commits, unless the deadline has passed: then the caller has been
-/// answered 504 (or soon will be), and a 504 must mean that nothing happened, so everything
-/// rolls back. Checked last, after any wait on a database lock, because that is where the
-/// time goes. (What remains between this check and the commit is covered by the stored
-/// reply: a retry gets it.)
-async fn commit<R: Serialize>(mut write: Write, reply: &R, meta: &Meta) -> Result<(), UsersError> {
-    write.record(reply).await?;
-    if still_wanted(meta).is_err() {
-        write.rollback().await?;
-        return Err(UsersError::DeadlinePassed);
-    }
-    write.commit().await?;
-    Ok(())
 }
 
 /// A reply the caller no longer waits for must not be preceded by a change it does not know

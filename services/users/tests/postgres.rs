@@ -5,19 +5,20 @@ mod common;
 
 use common::*;
 use courier_actors::Meta;
+use courier_store::testing::TestDatabase;
 use courier_users::domain::User;
 use courier_users::endpoints::*;
 use courier_users::store::Store;
 
 #[actix_rt::test]
 async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
-    let Some(db) = TestPostgres::create().await else {
+    let Some(db) = TestDatabase::postgres("users").await else {
         return;
     };
     let admins = |settings: &mut courier_users::Settings| {
         settings.users.admin_emails = vec!["ada@example.com".into()];
     };
-    let t = start_with(db.settings(), admins).await;
+    let t = start_with(db.settings.clone(), admins).await;
     let create = |name: &str, email: &str| CreateUser {
         name: name.into(),
         email: email.into(),
@@ -85,7 +86,7 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
         .unwrap();
     t.stop().await;
 
-    let again = start(db.settings()).await;
+    let again = start(db.settings.clone()).await;
     let got: User = again
         .call("users.get", &GetUser { id: ada.id.clone() })
         .await
@@ -103,17 +104,17 @@ async fn every_endpoint_works_on_postgres_and_data_survives_a_restart() {
         404
     );
     again.stop().await;
-    db.drop_db().await;
+    db.remove().await;
 }
 
 #[actix_rt::test]
 async fn eight_instances_starting_at_once_on_a_fresh_database_all_migrate_it() {
     // One try may not hit the race: the first starts of a few fresh databases.
     for attempt in 0..4 {
-        let Some(db) = TestPostgres::create().await else {
+        let Some(db) = TestDatabase::postgres("users").await else {
             return;
         };
-        let settings = db.settings();
+        let settings = db.settings.clone();
         let starts = (0..8).map(|_| Store::connect(&settings));
         let results = futures::future::join_all(starts).await;
         let failures: Vec<String> = results
@@ -123,17 +124,17 @@ async fn eight_instances_starting_at_once_on_a_fresh_database_all_migrate_it() {
         for store in results.into_iter().flatten() {
             store.close().await;
         }
-        db.drop_db().await;
+        db.remove().await;
         assert_eq!(failures, Vec::<String>::new(), "attempt {attempt}");
     }
 }
 
 #[actix_rt::test]
 async fn a_create_sent_twice_at_once_with_one_request_id_makes_one_user_on_postgres() {
-    let Some(db) = TestPostgres::create().await else {
+    let Some(db) = TestDatabase::postgres("users").await else {
         return;
     };
-    let t = start(db.settings()).await;
+    let t = start(db.settings.clone()).await;
     let meta = Meta::root();
     let body = CreateUser {
         name: "Ada".into(),
@@ -162,15 +163,15 @@ async fn a_create_sent_twice_at_once_with_one_request_id_makes_one_user_on_postg
         .unwrap();
     assert_eq!(page.users, [first]);
     t.stop().await;
-    db.drop_db().await;
+    db.remove().await;
 }
 
 #[actix_rt::test]
 async fn a_request_id_reused_for_another_create_is_refused_on_postgres() {
-    let Some(db) = TestPostgres::create().await else {
+    let Some(db) = TestDatabase::postgres("users").await else {
         return;
     };
-    let t = start(db.settings()).await;
+    let t = start(db.settings.clone()).await;
     let service = &t;
     let send = |body: serde_json::Value| async move {
         let headers = [("X-Request-Id", "r-1")];
@@ -196,5 +197,5 @@ async fn a_request_id_reused_for_another_create_is_refused_on_postgres() {
     let (_, page) = t.json("users.list", "{}").await;
     assert_eq!(page["users"], serde_json::json!([ada]), "no second user");
     t.stop().await;
-    db.drop_db().await;
+    db.remove().await;
 }

@@ -156,66 +156,6 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, CallError>) -> u16 {
     }
 }
 
-/// The PostgreSQL server for tests: `$COURIER_TEST_POSTGRES_URL`, else the local one.
-pub fn postgres_admin_url() -> String {
-    std::env::var("COURIER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A database of the test's own on the PostgreSQL server, or `None` (with a note) when no server
-/// answers and `COURIER_REQUIRE_POSTGRES` is not set.
-pub struct TestPostgres {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestPostgres {
-    pub async fn create() -> Option<Self> {
-        use sqlx::Connection;
-        let admin = postgres_admin_url();
-        let mut conn = match sqlx::PgConnection::connect(&admin).await {
-            Ok(conn) => conn,
-            Err(e) if std::env::var_os("COURIER_REQUIRE_POSTGRES").is_none() => {
-                eprintln!("note: skipping PostgreSQL test, no server at {admin}: {e}");
-                return None;
-            }
-            Err(e) => panic!("COURIER_REQUIRE_POSTGRES is set but {admin} does not answer: {e}"),
-        };
-        let name = format!("courier_users_{}", nuid::next().to_string().to_lowercase());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap();
-        Some(Self {
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-
-    pub fn settings(&self) -> DatabaseSettings {
-        DatabaseSettings {
-            url: Secret::new(self.url.clone()),
-            max_connections: 5,
-        }
-    }
-
-    /// Drops the database; call at the end of the test.
-    pub async fn drop_db(self) {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-}
-
 /// The real `courier-users` binary, with the given environment on top of a clean one. Its
 /// stderr goes to a file (a pipe nobody reads could fill and block it).
 pub struct Binary {
