@@ -47,6 +47,7 @@ pub mod durable;
 pub mod error;
 pub mod message;
 pub mod meta;
+pub mod methods;
 pub mod micro;
 pub mod route;
 pub mod service;
@@ -59,6 +60,7 @@ pub use durable::{Delivery, DurableSubscription, EventError, OutgoingEvent, Publ
 pub use error::{CallError, Error, ServiceError};
 pub use message::{Call, Cancelled, Event, Request};
 pub use meta::{Caller, Meta};
+pub use methods::Methods;
 pub use route::{Access, Method, Route};
 pub use service::{
     instance_subject, Connections, DrainReport, Endpoint, Monitor, Running, Service,

@@ -28,11 +28,14 @@ pub fn ops_password(user: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no test password for {user}"))
 }
 
-/// A real `nats-server` on a free loopback port, owned by the test: killed and reaped on drop.
+/// A real `nats-server` with JetStream on a free loopback port, owned by the test: killed and
+/// reaped on drop, its files removed.
 pub struct TestNats {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// JetStream's folder, when the test did not name one.
+    store: PathBuf,
 }
 
 /// How long a fresh `nats-server` may take to accept connections.
@@ -90,6 +93,15 @@ impl TestNats {
         let binary = crate::tool("nats-server");
         let name = format!("courier-test-{port}-{}", std::process::id());
         let log = std::env::temp_dir().join(format!("{name}.log"));
+        // JetStream is always on (every service keeps its events in a stream), its data in a
+        // folder of the test's own unless the caller names one; a server restarted on the
+        // same port by the same test finds its streams again.
+        let store = std::env::temp_dir().join(format!("{name}-js"));
+        let store_args = if extra.contains(&"-sd") {
+            vec![]
+        } else {
+            vec!["-sd".to_owned(), store.display().to_string()]
+        };
         let mut child = Command::new(&binary)
             .envs(env.iter().copied())
             .args([
@@ -102,6 +114,8 @@ impl TestNats {
                 "-l",
             ])
             .arg(&log)
+            .arg("-js")
+            .args(&store_args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -116,7 +130,12 @@ impl TestNats {
                 return Err(format!("exited with {status}: {tail}"));
             }
             if greets(port, &name) {
-                return Ok(Self { child, port, log });
+                return Ok(Self {
+                    child,
+                    port,
+                    log,
+                    store,
+                });
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -166,5 +185,6 @@ impl Drop for TestNats {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }

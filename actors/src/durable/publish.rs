@@ -1,6 +1,6 @@
 //! Publishing durable events: stored once, acknowledged by the stream.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
@@ -69,28 +69,10 @@ impl OutgoingEvent {
     }
 }
 
-/// A fresh UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Ids sort by
-/// time, which keeps an outbox table's index and the stream's dedupe table tidy.
+/// A fresh UUIDv7 (RFC 9562): Unix milliseconds, then random bits. Ids sort by time, which
+/// keeps an outbox table's index and the stream's dedupe table tidy.
 pub fn new_event_id() -> String {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let random: u128 = rand::random();
-    let mut value = u128::from(millis & 0xFFFF_FFFF_FFFF) << 80;
-    value |= 0x7 << 76; // version 7
-    value |= (random & 0xFFF) << 64; // rand_a
-    value |= 0b10 << 62; // variant
-    value |= random >> 66; // rand_b: 62 bits
-    let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// How long to wait for the stream's acknowledgement by default.

@@ -257,6 +257,7 @@ impl World {
                     nats,
                     runtime,
                     &registry,
+                    None,
                     |_| started.send(()),
                     stop,
                 )

@@ -15,8 +15,13 @@
 
 pub mod admin;
 pub mod heartbeat;
+mod kit;
 pub mod nats;
+mod settings;
 pub mod telemetry;
+
+pub use kit::{main, Kit};
+pub use settings::Common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,6 +32,7 @@ use actix::{Addr, AsyncContext};
 use courier_actors::{Connections, DrainReport, Running, Service};
 use courier_config::{AdminSettings, ConsulSettings, ServiceSettings};
 use courier_discovery::{Check, Consul, Registration};
+use courier_store::Database;
 
 use crate::admin::{Admin, Readiness};
 use crate::heartbeat::{Heartbeat, Leave};
@@ -68,6 +74,9 @@ pub enum RuntimeError {
     /// The service failed to start or to drain.
     #[error(transparent)]
     Service(#[from] courier_actors::Error),
+    /// The service's database could not be opened or migrated.
+    #[error("the service's database: {0}")]
+    Store(#[from] courier_store::StoreError),
     /// A metric could not be registered (a name registered twice in one registry).
     #[error("cannot register metrics: {0}")]
     Metrics(#[source] prometheus::Error),
@@ -137,11 +146,16 @@ pub async fn shutdown_signal() -> &'static str {
 /// Starts `service` with its admin listener and Consul registration, runs until `shutdown`
 /// resolves, then leaves in order: deregister from Consul (so no new traffic is routed here),
 /// drain within `service.drain_grace`, stop the admin listener, close the connection.
+///
+/// With an `outbox`, its relay publishes the database's committed events as durable events
+/// from start until the drain is over (so that the events of the last requests leave too),
+/// before the connections close.
 pub async fn serve(
     service: Service,
     nats: impl Into<Connections>,
     settings: RuntimeSettings<'_>,
     registry: &prometheus::Registry,
+    outbox: Option<&Database>,
     on_start: impl FnOnce(&Started<'_>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<DrainReport, RuntimeError> {
@@ -150,6 +164,7 @@ pub async fn serve(
     let running = service
         .start(connections.clone(), settings.service, registry)
         .await?;
+    let relay = outbox.map(|db| kit::spawn_relay(db.clone(), connections.main.clone()));
     let readiness = Readiness::new(connections.clone());
     // The heartbeat needs the admin port for its HTTP check, and the listener needs the
     // heartbeat for liveness: bind first, then register.
@@ -198,6 +213,9 @@ pub async fn serve(
     }
     let report = running.stop(settings.service.drain_grace).await;
     let closed = tokio::time::timeout_at(deadline, async {
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         admin.stop().await;
         // Replies are flushed; close the connections so the server forgets us at once.
         for nats in [&connections.intake, &connections.main] {

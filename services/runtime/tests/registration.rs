@@ -77,7 +77,7 @@ impl Instance {
                     started.send((s.running.id().to_owned(), s.admin));
                 };
                 let registry = prometheus::Registry::new();
-                serve(wedgy(), nats, settings, &registry, on_start, stop)
+                serve(wedgy(), nats, settings, &registry, None, on_start, stop)
                     .await
                     .expect("serves and drains");
             })

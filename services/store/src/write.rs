@@ -99,7 +99,7 @@ impl Write {
         body: &E,
         meta: &Meta,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = courier_actors::durable::new_event_id();
         let payload = serde_json::to_string(body).map_err(StoreError::Json)?;
         sqlx::query(
             "INSERT INTO outbox (id, subject, payload, request_id, traceparent, created_at) \

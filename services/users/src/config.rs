@@ -1,44 +1,16 @@
 //! The users service's settings: the shared groups plus its own.
 
-use courier_config::{
-    AdminSettings, ConsulSettings, DatabaseSettings, Invalid, LogSettings, NatsSettings,
-    ServiceSettings, Validate,
-};
+use courier_config::{Invalid, Validate};
 use serde::{Deserialize, Serialize};
 
 use crate::domain;
 
-/// Everything `courier-users` reads at start (see `courier_config` for the layers).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    /// How to reach NATS.
-    pub nats: NatsSettings,
-    /// In-flight limit, drain grace, queue group.
-    pub service: ServiceSettings,
-    /// The admin listener (`/health`, `/health/ready`, `/metrics`).
-    pub admin: AdminSettings,
-    /// Registration in Consul.
-    pub consul: ConsulSettings,
-    /// The service's own database: `sqlite://data/users.db` unless configured.
-    pub database: DatabaseSettings,
-    /// Log output.
-    pub log: LogSettings,
-    /// Password hashing and paging.
-    pub users: UsersSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            nats: NatsSettings::default(),
-            service: ServiceSettings::default(),
-            admin: AdminSettings::default(),
-            consul: ConsulSettings::default(),
-            database: DatabaseSettings::sqlite_file("data/users.db"),
-            log: LogSettings::default(),
-            users: UsersSettings::default(),
-        }
+courier_runtime::service_settings! {
+    /// Everything `courier-users` reads at start (see `courier_config` for the layers).
+    pub struct Settings {
+        database: "data/users.db",
+        /// Password hashing and paging.
+        users: UsersSettings,
     }
 }
 
@@ -77,7 +49,9 @@ impl UsersSettings {
         let normal = |email: &String| domain::valid_email(email).ok();
         self.admin_emails.iter().filter_map(normal).collect()
     }
+}
 
+impl Validate for UsersSettings {
     fn validate(&self) -> Result<(), Invalid> {
         if !(1..=64).contains(&self.hash_workers) {
             return Err(Invalid::new(
@@ -103,18 +77,6 @@ impl UsersSettings {
             }
         }
         Ok(())
-    }
-}
-
-impl Validate for Settings {
-    fn validate(&self) -> Result<(), Invalid> {
-        self.nats.validate()?;
-        self.service.validate()?;
-        self.admin.validate()?;
-        self.consul.validate()?;
-        self.database.validate()?;
-        self.log.validate()?;
-        self.users.validate()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use courier_actors::error::quote;
 use courier_actors::meta::header;
-use courier_actors::{Caller, ServiceError};
+use courier_actors::{Caller, Cancelled, ServiceError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -108,6 +108,12 @@ impl From<UsersError> for ServiceError {
                 ServiceError::internal("the users service failed; see its log")
             }
         }
+    }
+}
+
+impl From<Cancelled> for UsersError {
+    fn from(_: Cancelled) -> Self {
+        UsersError::DeadlinePassed
     }
 }
 

@@ -30,12 +30,12 @@
 //! Events: `events.users.created` ([`User`]), `events.users.deleted` ([`Deleted`]).
 
 use courier_actors::route::schema_of;
-use courier_actors::{Call, Endpoint, Route, Service, ServiceBuilder, Supervised};
+use courier_actors::{Call, Methods, Route, Service, ServiceBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::actor::UsersActor;
 use crate::domain::{User, UsersError, ADMIN};
+use crate::users::Users;
 
 /// `users.create`.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -154,48 +154,64 @@ impl Call for Me {
     type Error = UsersError;
 }
 
-/// The service definition: every endpoint bound to the users actor, with its HTTP route.
-pub fn service(actor: Supervised<UsersActor>) -> ServiceBuilder {
+/// The service definition: every endpoint served by a [`Users`] method, with its HTTP route.
+pub fn service(users: Users) -> ServiceBuilder {
+    let methods = Methods::per_thread(users);
     Service::builder("users", env!("CARGO_PKG_VERSION"))
         .description("User accounts: create, read, update, delete, authenticate")
         .endpoint(
-            Endpoint::new::<CreateUser>("create", "users.create", actor.clone()).route(
-                Route::post("/users")
-                    .status(201)
-                    .schemas::<CreateUser, User>(),
-            ),
+            methods
+                .endpoint("create", "users.create", Users::create)
+                .route(
+                    Route::post("/users")
+                        .status(201)
+                        .schemas::<CreateUser, User>(),
+                ),
         )
         .endpoint(
-            Endpoint::new::<GetUser>("get", "users.get", actor.clone()).route(
-                Route::get("/users/{id}")
-                    .bearer()
-                    .schemas::<GetUser, User>(),
-            ),
+            methods
+                .endpoint("get", "users.get", |users: Users, req, _| users.get(req))
+                .route(
+                    Route::get("/users/{id}")
+                        .bearer()
+                        .schemas::<GetUser, User>(),
+                ),
         )
         .endpoint(
-            Endpoint::new::<ListUsers>("list", "users.list", actor.clone()).route(
-                Route::get("/users")
-                    .role(ADMIN)
-                    .schemas::<ListUsers, UserPage>(),
-            ),
+            methods
+                .endpoint("list", "users.list", |users: Users, req, _| users.list(req))
+                .route(
+                    Route::get("/users")
+                        .role(ADMIN)
+                        .schemas::<ListUsers, UserPage>(),
+                ),
         )
         .endpoint(
-            Endpoint::new::<UpdateUser>("update", "users.update", actor.clone()).route(
-                Route::patch("/users/{id}")
-                    .bearer()
-                    .schemas::<UpdateUser, User>(),
-            ),
+            methods
+                .endpoint("update", "users.update", Users::update)
+                .route(
+                    Route::patch("/users/{id}")
+                        .bearer()
+                        .schemas::<UpdateUser, User>(),
+                ),
         )
         .endpoint(
-            Endpoint::new::<DeleteUser>("delete", "users.delete", actor.clone()).route(
-                Route::delete("/users/{id}")
-                    .bearer()
-                    .status(204)
-                    .schemas::<DeleteUser, Deleted>(),
-            ),
+            methods
+                .endpoint("delete", "users.delete", Users::delete)
+                .route(
+                    Route::delete("/users/{id}")
+                        .bearer()
+                        .status(204)
+                        .schemas::<DeleteUser, Deleted>(),
+                ),
         )
         .endpoint(
-            Endpoint::new::<Authenticate>("authenticate", "users.authenticate", actor.clone())
+            methods
+                .endpoint(
+                    "authenticate",
+                    "users.authenticate",
+                    |users: Users, req, _| users.authenticate(req),
+                )
                 .route(
                     Route::post("/auth/login")
                         .login()
@@ -203,7 +219,8 @@ pub fn service(actor: Supervised<UsersActor>) -> ServiceBuilder {
                 ),
         )
         .endpoint(
-            Endpoint::new::<Me>("me", "users.me", actor)
+            methods
+                .endpoint("me", "users.me", |users: Users, _: Me, meta| users.me(meta))
                 .route(Route::get("/users/profile").bearer().schemas::<Me, User>()),
         )
 }

@@ -3,11 +3,11 @@
 //! `users.*` and announcing changes on `events.users.*`.
 //!
 //! # Layout
-//! - [`endpoints`] — the wire: request and reply types, the service definition.
-//! - [`actor`] — the actor, one forwarding handler per request.
+//! - [`endpoints`] — the wire: request and reply types, the service definition (each
+//!   endpoint a method of [`users::Users`], served by an actor per worker thread).
 //! - [`users`] — the logic, plain async methods.
 //! - [`domain`] — the `User`, input rules, the domain error and its wire mapping.
-//! - [`store`] — the database and its migrations.
+//! - [`store`] — the users table, its migrations and SQL (the rest is `courier-store`'s).
 //! - [`fingerprint`] — what a write asked for, so that a reused request id is refused.
 //! - [`hasher`] — argon2id on sync actors.
 //! - [`config`] — settings.
@@ -23,9 +23,11 @@
 //! See the table in [`endpoints`].
 //!
 //! `main.rs` loads the settings and calls [`run`]; tests call [`run`] with their own
-//! shutdown future. Depends on `courier-actors` and `courier-runtime`; never on another service.
+//! shutdown future. Events (`events.users.created`, `events.users.deleted`) are written in
+//! the write's transaction and published as durable events by the outbox relay.
+//! Depends on `courier-actors`, `courier-store` and `courier-runtime`; never on another
+//! service.
 
-pub mod actor;
 pub mod config;
 pub mod domain;
 pub mod endpoints;
@@ -37,8 +39,8 @@ pub mod users;
 use std::future::Future;
 
 use anyhow::Context as _;
-use courier_actors::{Client, DrainReport, Supervised};
-use courier_runtime::{RuntimeSettings, Started};
+use courier_actors::DrainReport;
+use courier_runtime::{Kit, Started};
 
 pub use config::Settings;
 
@@ -49,27 +51,15 @@ pub async fn run(
     on_start: impl FnOnce(&Started<'_>),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<DrainReport> {
-    let store = store::Store::connect(&settings.database)
+    let kit = Kit::open("courier-users", &settings, store::MIGRATIONS)
         .await
-        .context("opening the users database")?;
-    let registry = prometheus::Registry::new();
-    let nats = courier_runtime::nats::connect(&settings.nats, "courier-users", &registry).await?;
+        .context("starting the users service")?;
     let users = users::Users {
-        store: store.clone(),
+        store: store::Store::from(kit.db.clone()),
         hasher: hasher::HasherHandle::start(settings.users.hash_workers),
-        events: Client::new(nats.main.clone(), settings.nats.request_timeout),
         max_page_size: settings.users.max_page_size,
         admin_emails: settings.users.normalized_admin_emails().into(),
     };
-    let actor = Supervised::per_thread(move || actor::UsersActor(users.clone()));
-    let service = endpoints::service(actor).build()?;
-    let runtime = RuntimeSettings {
-        service: &settings.service,
-        admin: &settings.admin,
-        consul: &settings.consul,
-    };
-    let report =
-        courier_runtime::serve(service, nats, runtime, &registry, on_start, shutdown).await?;
-    store.close().await;
-    Ok(report)
+    let service = endpoints::service(users);
+    Ok(kit.serve(service, &settings, on_start, shutdown).await?)
 }

@@ -125,6 +125,12 @@ impl Deref for Store {
     }
 }
 
+impl From<Database> for Store {
+    fn from(db: Database) -> Self {
+        Self(db)
+    }
+}
+
 impl Store {
     /// Opens and migrates the database.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {

@@ -1,10 +1,10 @@
-//! The users logic: plain async methods over the store, the hasher and the event publisher.
-//! The actor in [`crate::actor`] only forwards messages here.
+//! The users logic: plain async methods over the store and the hasher, each served by an
+//! actor per worker thread ([`courier_actors::Methods`], bound in [`crate::endpoints`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use courier_actors::{Client, Meta};
+use courier_actors::Meta;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{self, User, UsersError};
@@ -37,7 +37,6 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 pub struct Users {
     pub(crate) store: Store,
     pub(crate) hasher: HasherHandle,
-    pub(crate) events: Client,
     pub(crate) max_page_size: u32,
     /// Lower-cased: a user created with one of these gets role [`domain::ADMIN`].
     pub(crate) admin_emails: Arc<[String]>,
@@ -78,8 +77,8 @@ impl Users {
         };
         write.insert(&row).await.map_err(|e| taken(e, &row.email))?;
         let user = public(row);
+        write.event(USER_CREATED, &user, &meta).await?;
         write.commit_reply(&user, &meta).await?;
-        self.publish(USER_CREATED, &user, &meta).await;
         Ok(user)
     }
 
@@ -176,8 +175,8 @@ impl Users {
             return Err(UsersError::NotFound(id));
         }
         let deleted = Deleted { id };
+        write.event(USER_DELETED, &deleted, &meta).await?;
         write.commit_reply(&deleted, &meta).await?;
-        self.publish(USER_DELETED, &deleted, &meta).await;
         Ok(deleted)
     }
 
@@ -204,13 +203,6 @@ impl Users {
             .then(|| domain::ADMIN.to_owned())
             .into_iter()
             .collect()
-    }
-
-    async fn publish<E: Serialize>(&self, subject: &str, event: &E, meta: &Meta) {
-        // The change is committed; a lost event is logged, not turned into a failed request.
-        if let Err(error) = self.events.publish(subject, event, meta).await {
-            tracing::warn!(%error, subject, request_id = %meta.request_id, "Event not published.");
-        }
     }
 }
 

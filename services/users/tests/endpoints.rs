@@ -389,6 +389,55 @@ async fn create_and_delete_publish_events() {
     t.stop().await;
 }
 
+#[actix_rt::test]
+async fn events_are_kept_in_the_stream_once_each_and_only_for_committed_writes() {
+    let t = started("stream").await;
+    let mut meta = courier_actors::Meta::root();
+    meta.request_id = "create-ada-once".into();
+    let ada: User = t
+        .courier
+        .call("users.create", &create("Ada", "ada@example.com"), &meta)
+        .await
+        .unwrap();
+    // A retry replays the stored reply: no second user, no second event.
+    let again: User = t
+        .courier
+        .call("users.create", &create("Ada", "ada@example.com"), &meta)
+        .await
+        .unwrap();
+    assert_eq!(again, ada);
+    // A create that fails (email taken) rolls back, its event with it.
+    let taken = t
+        .call::<_, User>("users.create", &create("Eve", "ADA@example.com"))
+        .await;
+    assert_eq!(code(taken), 409);
+
+    let js = async_nats::jetstream::new(t.client.clone());
+    let mut stream = js.get_stream("COURIER_EVENTS").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stream.info().await.unwrap().state.messages < 1 {
+        assert!(std::time::Instant::now() < deadline, "no event stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past any straggler: the relay is woken at commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    let stored = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(stored.subject.as_str(), "events.users.created");
+    assert_eq!(
+        serde_json::from_slice::<User>(&stored.payload).unwrap(),
+        ada
+    );
+    let headers = stored.headers;
+    let id = headers.get("Nats-Msg-Id").expect("an event id").as_str();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    assert_eq!(
+        headers.get("X-Request-Id").map(|v| v.as_str()),
+        Some("create-ada-once")
+    );
+    t.stop().await;
+}
+
 async fn next(events: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(Duration::from_secs(5), events.next())
         .await
