@@ -82,6 +82,19 @@ impl Client {
         self.read_reply(subject, &reply)
     }
 
+    /// Sends `body` to the subject its type names and decodes the typed reply: a call to
+    /// another service through its contract, as [`Client::call`] does it.
+    pub async fn send<M: crate::message::Subject>(
+        &self,
+        body: &M,
+        meta: &Meta,
+    ) -> Result<M::Reply, CallError>
+    where
+        M::Reply: DeserializeOwned,
+    {
+        self.call(M::SUBJECT, body, meta).await
+    }
+
     /// The reply's value, or the error its headers carry.
     fn read_reply<Resp: DeserializeOwned>(
         &self,

@@ -58,7 +58,7 @@ pub use client::Client;
 pub use codec::Codec;
 pub use durable::{Delivery, DurableSubscription, EventError, OutgoingEvent, Publisher};
 pub use error::{CallError, Error, ServiceError};
-pub use message::{Call, Cancelled, Event, Request};
+pub use message::{Call, Cancelled, Event, Request, Subject};
 pub use meta::{Caller, Meta};
 pub use methods::Methods;
 pub use route::{Access, Method, Route};

@@ -18,6 +18,14 @@ pub trait Call: DeserializeOwned + Send + 'static {
 
 /// The bridge gave up on the request (its deadline or the endpoint's time limit passed, or a
 /// drain ran out of grace) and has answered 504: the work was stopped before it finished.
+/// A request type that knows the subject it is served on: the service binds it there
+/// ([`crate::Methods::serve`]) and callers send it there ([`crate::Client::send`]), so the
+/// subject is written once, beside the type (in a contracts crate both can use).
+pub trait Subject: Call + Serialize {
+    /// The endpoint's subject (`products.get`).
+    const SUBJECT: &'static str;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the request ran out of time and its work was stopped")]
 pub struct Cancelled;

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::durable::{Delivery, DurableSubscription, EventError};
-use crate::{Call, Cancelled, Dispatch, Endpoint, Meta, Request, Supervised};
+use crate::{Call, Cancelled, Dispatch, Endpoint, Meta, Request, Subject, Supervised};
 
 /// The state of a service's methods, one clone per worker thread, each in its own actor.
 /// Cheap to clone (clones share the actors).
@@ -46,21 +46,38 @@ impl<S: Clone + Send + Sync + 'static> Methods<S> {
         }
     }
 
-    /// An endpoint named `name` on `subject`, served by `method` (`Products::get`, or a
-    /// closure `|state, body, meta| ...`).
-    pub fn endpoint<M, F, Fut>(&self, name: &str, subject: &str, method: F) -> Endpoint
+    /// An endpoint named `name` on `subject`, served by `method` (`Users::create`, or a
+    /// closure `|state, body, meta| ...`), whose error is the request's or turns into it.
+    pub fn endpoint<M, F, Fut, E>(&self, name: &str, subject: &str, method: F) -> Endpoint
     where
         M: Call,
         M::Error: From<Cancelled>,
         F: Fn(S, M, Meta) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<M::Reply, M::Error>> + 'static,
+        Fut: Future<Output = Result<M::Reply, E>> + 'static,
+        E: Into<M::Error> + 'static,
     {
+        let method = move |state, body, meta| {
+            let work = method(state, body, meta);
+            async move { work.await.map_err(Into::into) }
+        };
         let target = Bound {
             actors: self.actors.clone(),
             method: std::sync::Arc::new(method),
             message: PhantomData,
         };
         Endpoint::new::<M>(name, subject, target)
+    }
+
+    /// [`Methods::endpoint`] on the subject the request type names ([`Subject`]).
+    pub fn serve<M, F, Fut, E>(&self, name: &str, method: F) -> Endpoint
+    where
+        M: Subject,
+        M::Error: From<Cancelled>,
+        F: Fn(S, M, Meta) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Reply, E>> + 'static,
+        E: Into<M::Error> + 'static,
+    {
+        self.endpoint(name, M::SUBJECT, method)
     }
 
     /// A durable subscription named `name` to `subject`, handled by `method`, which gets the
