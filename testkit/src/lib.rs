@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use consul::TestConsul;
 pub use http::http_get;
 pub use nats::{ops_config, ops_password, TestNats, OPS_PASSWORDS};
-pub use service::ServiceThread;
+pub use service::{ServiceThread, Started, Stop};
 pub use wait::{eventually, poll_blocking};
 
 /// The workspace root (the folder with the top `Cargo.toml`).

@@ -19,6 +19,8 @@ mod kit;
 pub mod nats;
 mod settings;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use kit::{main, Kit};
 pub use settings::Common;

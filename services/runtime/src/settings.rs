@@ -22,6 +22,12 @@ pub trait Common {
     fn events(&self) -> &EventsSettings;
     /// Log output.
     fn log(&self) -> &LogSettings;
+    /// How to reach NATS, to change (tests point a service at their own server).
+    fn nats_mut(&mut self) -> &mut NatsSettings;
+    /// The database, to change.
+    fn database_mut(&mut self) -> &mut DatabaseSettings;
+    /// Consul registration, to change.
+    fn consul_mut(&mut self) -> &mut ConsulSettings;
 }
 
 /// Declares a service's `Settings`: the shared groups (`nats`, `service`, `admin`, `consul`,
@@ -107,6 +113,9 @@ macro_rules! service_settings {
             fn database(&self) -> &courier_config::DatabaseSettings { &self.database }
             fn events(&self) -> &courier_config::EventsSettings { &self.events }
             fn log(&self) -> &courier_config::LogSettings { &self.log }
+            fn nats_mut(&mut self) -> &mut courier_config::NatsSettings { &mut self.nats }
+            fn database_mut(&mut self) -> &mut courier_config::DatabaseSettings { &mut self.database }
+            fn consul_mut(&mut self) -> &mut courier_config::ConsulSettings { &mut self.consul }
         }
     };
 }

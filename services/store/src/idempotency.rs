@@ -134,6 +134,20 @@ impl Database {
         Ok(Claim::Fresh(write))
     }
 
+    /// [`Database::claim`] of the write `meta`'s caller asks of `endpoint` under its request
+    /// id, its request's checked `fields` fingerprinted in the form `version` names (see
+    /// [`Fingerprint::of`]).
+    pub async fn claim_request<R: DeserializeOwned>(
+        &self,
+        meta: &courier_actors::Meta,
+        version: &str,
+        endpoint: &str,
+        fields: serde_json::Value,
+    ) -> Result<Claim<R>, StoreError> {
+        let fingerprint = Fingerprint::of(version, endpoint, meta.caller.as_ref(), fields);
+        self.claim(WriteKey::of(meta, endpoint, &fingerprint)).await
+    }
+
     /// Deletes replies older than [`KEEP_REPLIES`] and handled events older than
     /// [`KEEP_HANDLED`], at most once per [`PRUNE_EVERY`] per instance, inside a write's
     /// transaction so that it costs no commit of its own.

@@ -15,8 +15,11 @@ pub enum Param<'a> {
     Text(&'a str),
     /// A 64-bit integer.
     Int(i64),
-    /// SQL `NULL`.
+    /// SQL `NULL` of a text column (PostgreSQL types parameters: `COALESCE($1, name)`
+    /// needs a text `NULL`, `COALESCE($1, stock)` an integer one).
     Null,
+    /// SQL `NULL` of an integer column.
+    NullInt,
 }
 
 impl<'a> From<&'a str> for Param<'a> {
@@ -31,9 +34,21 @@ impl<'a> From<&'a String> for Param<'a> {
     }
 }
 
-impl<'a, T: Into<Param<'a>>> From<Option<T>> for Param<'a> {
-    fn from(value: Option<T>) -> Self {
-        value.map_or(Param::Null, Into::into)
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        value.map_or(Param::Null, Param::Text)
+    }
+}
+
+impl<'a> From<Option<&'a String>> for Param<'a> {
+    fn from(value: Option<&'a String>) -> Self {
+        value.map_or(Param::Null, |text| Param::Text(text))
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(value: Option<i64>) -> Self {
+        value.map_or(Param::NullInt, Param::Int)
     }
 }
 
@@ -109,6 +124,7 @@ pub(crate) fn bind<'q>(sql: &'q str, params: &[Param<'q>]) -> Query<'q, Any, Any
             Param::Text(text) => query.bind(text),
             Param::Int(n) => query.bind(n),
             Param::Null => query.bind(Option::<String>::None),
+            Param::NullInt => query.bind(Option::<i64>::None),
         })
 }
 
@@ -118,7 +134,7 @@ impl rusqlite::ToSql for Param<'_> {
         Ok(match *self {
             Param::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
             Param::Int(n) => ToSqlOutput::Owned(Value::Integer(n)),
-            Param::Null => ToSqlOutput::Owned(Value::Null),
+            Param::Null | Param::NullInt => ToSqlOutput::Owned(Value::Null),
         })
     }
 }

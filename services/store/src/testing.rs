@@ -57,6 +57,16 @@ impl TestDatabase {
             }
             Err(e) => panic!("COURIER_REQUIRE_POSTGRES is set but {admin} does not answer: {e}"),
         };
+        let prefix: String = prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let name = format!("courier_{prefix}_{}", uuid::Uuid::now_v7().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
