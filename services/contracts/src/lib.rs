@@ -10,6 +10,7 @@
 pub mod fields;
 pub mod payments;
 pub mod products;
+pub mod users;
 
 /// Declares request types: each one's subject and reply, errors as `ServiceError`.
 ///

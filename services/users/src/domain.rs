@@ -4,32 +4,12 @@
 use courier_actors::error::quote;
 use courier_actors::meta::header;
 use courier_actors::{Caller, Cancelled, ServiceError};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+
 use serde_json::json;
 
 use crate::store::StoreError;
 
-/// A user, as every endpoint returns it: never with the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct User {
-    /// UUIDv7: sorts by creation time.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Lower-cased email address, unique.
-    pub email: String,
-    /// What the user may do beyond their own account: [`ADMIN`] for an email in
-    /// `users.admin_emails` when the user was created, else none. Always present on the wire
-    /// (`[]` when none); read as none from replies stored before roles existed.
-    #[serde(default)]
-    #[schemars(description = "Roles beyond the user's own account: `admin`, or none.")]
-    pub roles: Vec<String>,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    /// RFC 3339, UTC.
-    pub updated_at: String,
-}
+pub use courier_contracts::users::User;
 
 /// The role that may change any account and list users.
 pub const ADMIN: &str = "admin";

@@ -30,130 +30,11 @@
 //! Events: `events.users.created` ([`User`]), `events.users.deleted` ([`Deleted`]).
 
 use courier_actors::route::schema_of;
-use courier_actors::{Call, Methods, Route, Service, ServiceBuilder};
-use schemars::JsonSchema;
-use courier_contracts::fields::number_or_numeric_string;
-use serde::{Deserialize, Serialize};
+use courier_actors::{Methods, Route, Service, ServiceBuilder};
+pub use courier_contracts::users::*;
 
-use crate::domain::{User, UsersError, ADMIN};
+use crate::domain::ADMIN;
 use crate::users::Users;
-
-/// `users.create`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// Display name, 1 to 100 characters.
-    pub name: String,
-    /// Email address, unique (case-insensitive).
-    pub email: String,
-    /// 8 to 128 characters; stored as an argon2id hash only.
-    pub password: String,
-}
-
-/// `users.get`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GetUser {
-    /// The user's id.
-    pub id: String,
-}
-
-/// `users.list`.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListUsers {
-    /// Page size, 20 unless given: a number, or a string of one (as an HTTP query arrives).
-    #[serde(default, deserialize_with = "number_or_numeric_string")]
-    pub limit: Option<u32>,
-    /// The `next` of the previous page.
-    #[serde(default)]
-    pub after: Option<String>,
-}
-
-/// A page of users.
-#[derive(Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
-pub struct UserPage {
-    /// Oldest first.
-    pub users: Vec<User>,
-    /// Pass as `after` for the next page; `null` on the last one.
-    pub next: Option<String>,
-}
-
-/// `users.update`: the fields given change.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateUser {
-    /// The user's id.
-    pub id: String,
-    /// A new display name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new email address.
-    #[serde(default)]
-    pub email: Option<String>,
-    /// A new password.
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-/// `users.delete`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteUser {
-    /// The user's id.
-    pub id: String,
-}
-
-/// The reply of `users.delete` and the body of `events.users.deleted`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
-pub struct Deleted {
-    /// The id that was deleted.
-    pub id: String,
-}
-
-/// `users.authenticate`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Authenticate {
-    /// Email address.
-    pub email: String,
-    /// Password.
-    pub password: String,
-}
-
-/// `users.me`: no fields; the user is the caller's (`Meta::caller`).
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Me {}
-
-impl Call for CreateUser {
-    type Reply = User;
-    type Error = UsersError;
-}
-impl Call for GetUser {
-    type Reply = User;
-    type Error = UsersError;
-}
-impl Call for ListUsers {
-    type Reply = UserPage;
-    type Error = UsersError;
-}
-impl Call for UpdateUser {
-    type Reply = User;
-    type Error = UsersError;
-}
-impl Call for DeleteUser {
-    type Reply = Deleted;
-    type Error = UsersError;
-}
-impl Call for Authenticate {
-    type Reply = User;
-    type Error = UsersError;
-}
-impl Call for Me {
-    type Reply = User;
-    type Error = UsersError;
-}
 
 /// The service definition: every endpoint served by a [`Users`] method, with its HTTP route.
 pub fn service(users: Users) -> ServiceBuilder {
@@ -161,17 +42,15 @@ pub fn service(users: Users) -> ServiceBuilder {
     Service::builder("users", env!("CARGO_PKG_VERSION"))
         .description("User accounts: create, read, update, delete, authenticate")
         .endpoint(
-            methods
-                .endpoint("create", "users.create", Users::create)
-                .route(
-                    Route::post("/users")
-                        .status(201)
-                        .schemas::<CreateUser, User>(),
-                ),
+            methods.serve("create", Users::create).route(
+                Route::post("/users")
+                    .status(201)
+                    .schemas::<CreateUser, User>(),
+            ),
         )
         .endpoint(
             methods
-                .endpoint("get", "users.get", |users: Users, req, _| users.get(req))
+                .serve("get", |users: Users, req, _| users.get(req))
                 .route(
                     Route::get("/users/{id}")
                         .bearer()
@@ -180,7 +59,7 @@ pub fn service(users: Users) -> ServiceBuilder {
         )
         .endpoint(
             methods
-                .endpoint("list", "users.list", |users: Users, req, _| users.list(req))
+                .serve("list", |users: Users, req, _| users.list(req))
                 .route(
                     Route::get("/users")
                         .role(ADMIN)
@@ -188,23 +67,19 @@ pub fn service(users: Users) -> ServiceBuilder {
                 ),
         )
         .endpoint(
-            methods
-                .endpoint("update", "users.update", Users::update)
-                .route(
-                    Route::patch("/users/{id}")
-                        .bearer()
-                        .schemas::<UpdateUser, User>(),
-                ),
+            methods.serve("update", Users::update).route(
+                Route::patch("/users/{id}")
+                    .bearer()
+                    .schemas::<UpdateUser, User>(),
+            ),
         )
         .endpoint(
-            methods
-                .endpoint("delete", "users.delete", Users::delete)
-                .route(
-                    Route::delete("/users/{id}")
-                        .bearer()
-                        .status(204)
-                        .schemas::<DeleteUser, Deleted>(),
-                ),
+            methods.serve("delete", Users::delete).route(
+                Route::delete("/users/{id}")
+                    .bearer()
+                    .status(204)
+                    .schemas::<DeleteUser, Deleted>(),
+            ),
         )
         .endpoint(
             methods
@@ -221,7 +96,7 @@ pub fn service(users: Users) -> ServiceBuilder {
         )
         .endpoint(
             methods
-                .endpoint("me", "users.me", |users: Users, _: Me, meta| users.me(meta))
+                .serve("me", |users: Users, _: Me, meta| users.me(meta))
                 .route(Route::get("/users/profile").bearer().schemas::<Me, User>()),
         )
 }
