@@ -3,6 +3,7 @@
 //! [`main`] is a binary's whole `main`.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use courier_actors::durable::{ensure_streams, OutgoingEvent, Publisher};
@@ -23,6 +24,8 @@ pub struct Kit {
     pub registry: prometheus::Registry,
     /// Calls to other services, with the configured time-out.
     pub client: Client,
+    /// Background work started with [`Kit::spawn`], stopped first on shutdown.
+    tasks: Vec<RelayHandle>,
 }
 
 impl Kit {
@@ -45,7 +48,22 @@ impl Kit {
             nats,
             registry,
             client,
+            tasks: Vec::new(),
         })
+    }
+
+    /// Runs `task` beside the service (a saga runner, say) until shutdown: it gets a future
+    /// that resolves when the service is asked to stop, and is awaited before the drain.
+    pub fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(Pin<Box<dyn Future<Output = ()>>>) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = actix::spawn(task(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        self.tasks.push(RelayHandle { stop, task });
     }
 
     /// Builds `service` with the configured events, serves it (admin listener, Consul,
@@ -63,6 +81,13 @@ impl Kit {
             admin: settings.admin(),
             consul: settings.consul(),
         };
+        let tasks = self.tasks;
+        let shutdown = async move {
+            shutdown.await;
+            for task in tasks {
+                task.stop().await;
+            }
+        };
         let report = crate::serve(
             service,
             self.nats,
@@ -78,14 +103,14 @@ impl Kit {
     }
 }
 
-/// A running outbox relay.
+/// A running outbox relay, or a task of [`Kit::spawn`].
 pub(crate) struct RelayHandle {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RelayHandle {
-    /// Stops the relay after one last pass over the outbox.
+    /// Signals the stop and waits for the task to end (the relay makes one last pass).
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;

@@ -20,8 +20,8 @@ const START: Duration = Duration::from_secs(20);
 pub struct TestService<R: Debug + Send + 'static> {
     /// Dropped first, so the service drains while its NATS server still runs.
     service: Option<ServiceThread<R>>,
-    /// The service's NATS server.
-    pub nats: TestNats,
+    /// The service's own NATS server, unless it joined another's ([`TestService::join`]).
+    pub nats: Option<TestNats>,
     /// A plain connection to it.
     pub raw: async_nats::Client,
     /// Typed calls (MessagePack, 10 s time-out).
@@ -42,8 +42,26 @@ impl<R: Debug + Send + 'static> TestService<R> {
         Fut: Future<Output = R> + 'static,
     {
         let nats = TestNats::start();
+        let mut service = Self::join(&nats.url(), db, configure, run).await;
+        service.nats = Some(nats);
+        service
+    }
+
+    /// [`TestService::start`] on a NATS server that is already running (several services of
+    /// one test on one server).
+    pub async fn join<S, F, Fut>(
+        nats_url: &str,
+        db: TestDatabase,
+        configure: impl FnOnce(&mut S),
+        run: F,
+    ) -> Self
+    where
+        S: Common + Default + Send + 'static,
+        F: FnOnce(S, Box<dyn FnOnce(&Started<'_>)>, Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
         let mut settings = S::default();
-        settings.nats_mut().url = nats.url();
+        settings.nats_mut().url = nats_url.to_owned();
         *settings.database_mut() = db.settings.clone();
         settings.consul_mut().register = false;
         configure(&mut settings);
@@ -54,14 +72,14 @@ impl<R: Debug + Send + 'static> TestService<R> {
             run(settings, on_start, stop)
         })
         .await;
-        let raw = async_nats::connect(nats.url())
+        let raw = async_nats::connect(nats_url)
             .await
             .expect("connect to the test's NATS server");
         Self {
             service: Some(service),
             client: Client::new(raw.clone(), Duration::from_secs(10)),
             raw,
-            nats,
+            nats: None,
             id,
             db: Some(db),
         }

@@ -25,6 +25,8 @@ pub struct TestDatabase {
 enum Kind {
     Sqlite(PathBuf),
     Postgres(String),
+    /// Another handle's database: left alone on drop and remove.
+    Again,
 }
 
 impl TestDatabase {
@@ -82,6 +84,15 @@ impl TestDatabase {
             },
             kind: Kind::Postgres(name),
         })
+    }
+
+    /// A second handle to the same database (for a service restarted on it), which leaves
+    /// the database to this one.
+    pub fn again(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            kind: Kind::Again,
+        }
     }
 
     /// Drops a PostgreSQL database (its connections first); removes a SQLite folder.
