@@ -3,7 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)
 run="$root/.run"
-for name in gateway users consul nats; do
+for name in gateway notifications orders payments products users consul nats; do
     file="$run/$name.pid"
     [[ -f $file ]] || continue
     pid=$(cat "$file")

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs Courier on this machine: installs what is missing, builds, starts NATS and Consul (unless
-# they already answer), the services and the HTTP gateway, and stops them all on Ctrl-C.
+# they already answer), the services (users, products, payments, orders, notifications) and the
+# HTTP gateway, and stops them all on Ctrl-C.
 #
 #   ops/up.sh             run in the foreground; Ctrl-C drains and stops everything it started
 #   ops/up.sh --detach    start and return; stop later with ops/down.sh
 #
 # Environment: NATS_URL (default nats://127.0.0.1:4222), CONSUL_HTTP_ADDR (127.0.0.1:8500),
-# DATABASE_URL for the users service (default sqlite://data/users.db), COURIER_GATEWAY__BIND
-# (127.0.0.1:8080), any COURIER_* setting (see README). Logs and PIDs: .run/
+# <SERVICE>_DATABASE_URL for each service (USERS_DATABASE_URL, PRODUCTS_..., PAYMENTS_...,
+# ORDERS_..., NOTIFICATIONS_...; default sqlite://data/<service>.db: a database per service),
+# COURIER_GATEWAY__BIND (127.0.0.1:8080), any COURIER_* setting (see README). Logs and PIDs: .run/
 # Without COURIER_AUTH__JWT_SECRET or COURIER_AUTH__JWT_PUBLIC_KEY, a random local JWT secret
 # is made on first use into .run/gateway-secret.env. COURIER_USERS__ADMIN_EMAILS defaults to
 # admin@example.com: sign up with it to get the admin role.
@@ -193,12 +195,23 @@ else
     consul_answers "$consul_host" "$consul_port" || { tail -n 20 "$run/consul.log" >&2; die "consul did not start"; }
 fi
 
-say "starting users (database ${DATABASE_URL:-sqlite://data/users.db})"
-users_admin=${USERS_ADMIN_BIND:-127.0.0.1:9101}
-NATS_URL=$services_nats_url DATABASE_URL=${DATABASE_URL:-sqlite://data/users.db} \
-    COURIER_USERS__ADMIN_EMAILS=${COURIER_USERS__ADMIN_EMAILS:-admin@example.com} \
-    COURIER_ADMIN__BIND=$users_admin launch users target/release/courier-users
-wait_for_log users "Service started"
+# Starts the service <name> (binary courier-<name>) with its admin listener on <port> and its
+# own database, and waits until it serves.
+start_service() {
+    local name=$1 port=$2 db_var
+    db_var="${1^^}_DATABASE_URL"
+    local db=${!db_var:-sqlite://data/$name.db}
+    say "starting $name (database $(redacted "$db"), admin http://127.0.0.1:$port)"
+    env -u DATABASE_URL NATS_URL="$services_nats_url" COURIER_DATABASE__URL="$db" \
+        COURIER_ADMIN__BIND="127.0.0.1:$port" launch "$name" "target/release/courier-$name"
+    wait_for_log "$name" "Service started"
+}
+
+export COURIER_USERS__ADMIN_EMAILS=${COURIER_USERS__ADMIN_EMAILS:-admin@example.com}
+services=(users:9101 products:9102 payments:9103 orders:9104 notifications:9105)
+for entry in "${services[@]}"; do
+    start_service "${entry%%:*}" "${entry##*:}"
+done
 
 # The gateway signs tokens with a configured key, or with a local secret made here once.
 gateway_secret="$run/gateway-secret.env"
@@ -221,13 +234,16 @@ $ours && gateway_nats_url="nats://gateway:$(nats_password gateway)@$nats_host:$n
 say "starting the gateway on http://$gateway_bind"
 NATS_URL=$gateway_nats_url COURIER_GATEWAY__BIND=$gateway_bind launch gateway target/release/courier-gateway
 wait_for_log gateway "Gateway listening"
-# Ready once it has learned the users routes from Consul and the service's $SRV.INFO.
-for _ in $(seq 1 300); do
-    curl -fsS "http://$gateway_bind/services" 2>/dev/null | grep -q '"users.get"' && break
-    sleep 0.1
-done
-curl -fsS "http://$gateway_bind/services" 2>/dev/null | grep -q '"users.get"' ||
-    die "the gateway did not learn the users routes within 30 s (logs: .run/gateway.log, .run/users.log)"
+# Ready once it has learned every service's routes from Consul and their $SRV.INFO.
+learned() {
+    local known
+    known=$(curl -fsS "http://$gateway_bind/services" 2>/dev/null) || return 1
+    for subject in users.get products.get orders.create notifications.list; do
+        [[ $known == *"\"$subject\""* ]] || return 1
+    done
+}
+for _ in $(seq 1 300); do learned && break; sleep 0.1; done
+learned || die "the gateway did not learn every service's routes within 30 s (logs: .run/gateway.log, .run/*.log)"
 
 if $ours; then
     nats_users="users admin, service, gateway, guest (ops/nats/); passwords in .run/nats-passwords.env"
@@ -241,25 +257,33 @@ cat <<EOF
 Courier is up.
   NATS      $(redacted "$NATS_URL")   $nats_users
   Consul    http://$consul_host:$consul_port/ui/   (every instance with its checks)
-  users     users.create / get / me / list / update / delete / authenticate   (log: .run/users.log)
-            http://$users_admin/health  /health/ready  /metrics
+  services  users, products, payments, orders, notifications   (logs: .run/<service>.log)
+            admin http://127.0.0.1:9101 (users) ... :9105 (notifications): /health /health/ready /metrics
   gateway   http://$gateway_bind   (log: .run/gateway.log)
             Swagger UI  http://$gateway_bind/api/     OpenAPI  http://$gateway_bind/api-docs/openapi.json
             services    http://$gateway_bind/services   metrics  http://$gateway_bind/metrics
 
-Try it over HTTP:
-  curl -s -X POST http://$gateway_bind/users -H 'Content-Type: application/json' \\
-       -d '{"name":"Ada","email":"ada@example.com","password":"correct horse"}'
-  TOKEN=\$(curl -s -X POST http://$gateway_bind/auth/login -H 'Content-Type: application/json' \\
-       -d '{"email":"ada@example.com","password":"correct horse"}' | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
-  curl -s http://$gateway_bind/users/profile -H "Authorization: Bearer \$TOKEN"
-  (sign up as admin@example.com for the admin role: GET /users lists everyone)
+Try it over HTTP (or run ops/demo.sh, which tells this story step by step):
+  G=http://$gateway_bind; J='Content-Type: application/json'
+  curl -s -X POST \$G/users -H "\$J" -d '{"name":"Admin","email":"admin@example.com","password":"correct horse"}'
+  ADMIN=\$(curl -s -X POST \$G/auth/login -H "\$J" -d '{"email":"admin@example.com","password":"correct horse"}' | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')
+  curl -s -X POST \$G/products -H "\$J" -H "Authorization: Bearer \$ADMIN" \\
+       -d '{"name":"Tea","price":450,"currency":"EUR","stock":20}'
+  curl -s \$G/products
+  curl -s -X POST \$G/orders -H "\$J" -H "Authorization: Bearer \$ADMIN" \\
+       -d '{"items":[{"product_id":"<id from the list>","quantity":2}]}'
+  curl -s \$G/orders -H "Authorization: Bearer \$ADMIN"          # pending, then confirmed
+  curl -s \$G/notifications -H "Authorization: Bearer \$ADMIN"
 
 Try it with the NATS CLI:
 $cli_setup
   nats req users.create '{"name":"Ada","email":"ada@example.com","password":"correct horse"}'
   nats req users.list ''
+  nats req products.list ''
+  nats req orders.create '{"user_id":"<Ada's id>","items":[{"product_id":"<id>","quantity":1}]}'
+  nats req orders.get '{"id":"<order id>"}'
   nats micro ls
+  nats stream view COURIER_EVENTS
 
 EOF
 if $detach; then
