@@ -22,6 +22,7 @@ pub mod consul;
 mod http;
 pub mod micro_schema;
 mod nats;
+mod process;
 pub mod service;
 mod wait;
 
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 pub use consul::TestConsul;
 pub use http::http_get;
 pub use nats::{ops_config, ops_password, TestNats, OPS_PASSWORDS};
+pub use process::{workspace_binary, Process};
 pub use service::{ServiceThread, Started, Stop};
 pub use wait::{eventually, poll_blocking};
 

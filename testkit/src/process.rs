@@ -1,0 +1,98 @@
+//! A Courier binary run by a test as an operator would run it: environment in, stderr to a
+//! log file, SIGTERM or SIGKILL out.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running binary, killed (SIGKILL) and reaped on drop.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+    name: String,
+}
+
+impl Process {
+    /// Starts `binary` with a clean environment plus `PATH`, `RUST_LOG=info`, Consul
+    /// registration off, and `env`.
+    pub fn spawn(binary: &std::path::Path, env: &[(&str, String)]) -> Self {
+        let name = binary
+            .file_name()
+            .map_or("binary".into(), |n| n.to_string_lossy().into_owned());
+        let log = std::env::temp_dir().join(format!(
+            "{name}-{}-{}.log",
+            std::process::id(),
+            crate::free_port()
+        ));
+        let mut cmd = Command::new(binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("COURIER_CONSUL__REGISTER", "false")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create the log file"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        Self { child, log, name }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log shows `text` (at most `within`); panics with the log otherwise.
+    pub fn wait_for_log(&mut self, text: &str, within: Duration) {
+        let found = crate::poll_blocking(within, Duration::from_millis(10), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before logging {text:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            self.log().contains(text).then_some(())
+        });
+        if found.is_none() {
+            panic!(
+                "{} did not log {text:?} within {within:?}:\n{}",
+                self.name,
+                self.log()
+            );
+        }
+    }
+
+    /// SIGKILL: the process ends where it stands, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The debug build of a workspace binary (`courier-payments`), built first when missing (a
+/// test of one crate that runs another crate's binary).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let path = target.join("debug").join(name);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--bin", name])
+        .current_dir(crate::workspace_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cargo build --bin {name}: {e}"));
+    assert!(status.success(), "cargo build --bin {name} failed");
+    path
+}
