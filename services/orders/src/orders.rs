@@ -38,33 +38,18 @@ pub enum OrdersError {
     /// The caller may not read this order.
     #[error("this order is another user's")]
     Forbidden,
-    /// The request id names a write that asked something else.
-    #[error("this request id was already used for a different request")]
-    RequestIdReused,
-    /// The deadline passed before the order was taken; nothing was stored.
-    #[error("the request's deadline passed before it was committed")]
-    DeadlinePassed,
     /// A service this one calls failed.
     #[error(transparent)]
     Call(#[from] CallError),
-    /// The database failed.
+    /// The database failed, a request id was reused, or the deadline passed before the order
+    /// was stored (the kit's wire codes: 500, 422, 504).
     #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for OrdersError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::KeyReused => Self::RequestIdReused,
-            StoreError::DeadlinePassed => Self::DeadlinePassed,
-            other => Self::Store(other),
-        }
-    }
+    Store(#[from] StoreError),
 }
 
 impl From<Cancelled> for OrdersError {
     fn from(_: Cancelled) -> Self {
-        Self::DeadlinePassed
+        Self::Store(StoreError::DeadlinePassed)
     }
 }
 
@@ -78,13 +63,8 @@ impl From<OrdersError> for ServiceError {
             OrdersError::UnknownUser(_) => ServiceError::unprocessable(message),
             OrdersError::NotFound(_) => ServiceError::not_found(message),
             OrdersError::Forbidden => ServiceError::new(403, message),
-            OrdersError::RequestIdReused => ServiceError::unprocessable(message),
-            OrdersError::DeadlinePassed => ServiceError::timeout(message),
             OrdersError::Call(e) => ServiceError::from(e),
-            OrdersError::Store(_) => {
-                tracing::error!(error = %e, "Orders request failed.");
-                ServiceError::internal("the orders service failed; see its log")
-            }
+            OrdersError::Store(e) => e.into(),
         }
     }
 }

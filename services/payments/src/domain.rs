@@ -24,39 +24,24 @@ pub enum PaymentsError {
     /// nothing was written, a retry may succeed.
     #[error("provider unavailable")]
     ProviderUnavailable,
-    /// The caller's deadline passed before the write committed; nothing was changed.
-    #[error("the request's deadline passed before it was committed")]
-    DeadlinePassed,
-    /// The database failed.
+    /// The database failed, or the deadline passed before the write committed (the kit's
+    /// wire codes: 500, 504).
     #[error(transparent)]
-    Store(StoreError),
+    Store(#[from] StoreError),
 }
 
 impl From<PaymentsError> for ServiceError {
     fn from(e: PaymentsError) -> Self {
-        match &e {
+        let message = e.to_string();
+        match e {
             PaymentsError::Invalid { field, .. } => {
-                ServiceError::bad_request(e.to_string()).with_details(json!({ "field": field }))
+                ServiceError::bad_request(message).with_details(json!({ "field": field }))
             }
             PaymentsError::NotFound(order_id) => {
-                ServiceError::not_found(e.to_string()).with_details(json!({ "order_id": order_id }))
+                ServiceError::not_found(message).with_details(json!({ "order_id": order_id }))
             }
-            PaymentsError::ProviderUnavailable => ServiceError::unavailable(e.to_string()),
-            PaymentsError::DeadlinePassed => ServiceError::timeout(e.to_string()),
-            PaymentsError::Store(_) => {
-                // Internals stay in the log, once, here at the edge.
-                tracing::error!(error = %e, "Payments request failed.");
-                ServiceError::internal("the payments service failed; see its log")
-            }
-        }
-    }
-}
-
-impl From<StoreError> for PaymentsError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::DeadlinePassed => PaymentsError::DeadlinePassed,
-            other => PaymentsError::Store(other),
+            PaymentsError::ProviderUnavailable => ServiceError::unavailable(message),
+            PaymentsError::Store(e) => e.into(),
         }
     }
 }

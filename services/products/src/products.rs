@@ -64,30 +64,15 @@ pub enum ProductsError {
     /// The order's reservation was released (or closed before it was made).
     #[error("the reservation of order {0} was released")]
     Released(String),
-    /// The request id names a write that asked something else.
-    #[error("this request id was already used for a different request")]
-    RequestIdReused,
-    /// The deadline passed before the write committed; nothing changed.
-    #[error("the request's deadline passed before it was committed")]
-    DeadlinePassed,
-    /// The database failed.
+    /// The database failed, a request id was reused, or the deadline passed before the write
+    /// committed (the kit's wire codes: 500, 422, 504).
     #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for ProductsError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::KeyReused => Self::RequestIdReused,
-            StoreError::DeadlinePassed => Self::DeadlinePassed,
-            other => Self::Store(other),
-        }
-    }
+    Store(#[from] StoreError),
 }
 
 impl From<Cancelled> for ProductsError {
     fn from(_: Cancelled) -> Self {
-        Self::DeadlinePassed
+        Self::Store(StoreError::DeadlinePassed)
     }
 }
 
@@ -103,12 +88,7 @@ impl From<ProductsError> for ServiceError {
                 ServiceError::conflict(message).with_details(json!({ "short": items }))
             }
             ProductsError::Released(_) => ServiceError::conflict(message),
-            ProductsError::RequestIdReused => ServiceError::unprocessable(message),
-            ProductsError::DeadlinePassed => ServiceError::timeout(message),
-            ProductsError::Store(_) => {
-                tracing::error!(error = %e, "Products request failed.");
-                ServiceError::internal("the products service failed; see its log")
-            }
+            ProductsError::Store(e) => e.into(),
         }
     }
 }

@@ -97,6 +97,25 @@ pub enum StoreError {
     DeadlinePassed,
 }
 
+/// The wire form of a database failure, the same in every service: a reused request id is
+/// 422, a passed deadline 504 (nothing was changed), anything else 500 with the details in
+/// the log only.
+impl From<StoreError> for courier_actors::ServiceError {
+    fn from(e: StoreError) -> Self {
+        use courier_actors::ServiceError;
+        match e {
+            StoreError::KeyReused => ServiceError::unprocessable(e.to_string()).with_details(
+                serde_json::json!({ "header": courier_actors::meta::header::REQUEST_ID }),
+            ),
+            StoreError::DeadlinePassed => ServiceError::timeout(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "Database failure.");
+                ServiceError::internal("the service's database failed; see its log")
+            }
+        }
+    }
+}
+
 /// The database of one service. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Database {
