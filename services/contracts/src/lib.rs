@@ -8,6 +8,7 @@
 //! beyond decoding. Must not depend on any service crate, a database or NATS.
 
 pub mod fields;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod products;
