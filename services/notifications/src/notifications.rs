@@ -29,17 +29,14 @@ pub enum NotificationsError {
     /// A field breaks a rule.
     #[error("{field} {reason}")]
     Invalid { field: &'static str, reason: String },
-    /// The deadline passed.
-    #[error("the request's deadline passed")]
-    DeadlinePassed,
-    /// The database failed.
+    /// The database failed, or the deadline passed (the kit's wire codes: 500, 504).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl From<Cancelled> for NotificationsError {
     fn from(_: Cancelled) -> Self {
-        Self::DeadlinePassed
+        Self::Store(StoreError::DeadlinePassed)
     }
 }
 
@@ -50,11 +47,7 @@ impl From<NotificationsError> for ServiceError {
             NotificationsError::Invalid { field, .. } => {
                 ServiceError::bad_request(message).with_details(json!({ "field": field }))
             }
-            NotificationsError::DeadlinePassed => ServiceError::timeout(message),
-            NotificationsError::Store(_) => {
-                tracing::error!(error = %e, "Notifications request failed.");
-                ServiceError::internal("the notifications service failed; see its log")
-            }
+            NotificationsError::Store(e) => e.into(),
         }
     }
 }
