@@ -154,6 +154,13 @@ async fn the_order_story_through_the_gateway() {
         |s, on, stop| courier_orders::run(s, on, stop),
     )
     .await;
+    let notifications: Running = TestService::join(
+        &url,
+        TestDatabase::sqlite("gw-notifications"),
+        registered::<courier_notifications::Settings>(&consul),
+        |s, on, stop| courier_notifications::run(s, on, stop),
+    )
+    .await;
     let gateway = Gateway::start(&nats, &consul).await;
     use reqwest::Method;
 
@@ -254,5 +261,50 @@ async fn the_order_story_through_the_gateway() {
         )
         .await;
     assert_eq!(stocked["stock"], 18);
-    drop((gateway, orders, payments, products, users));
+
+    // Ada's notifications: her welcome and her confirmed order, each once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kinds = loop {
+        let (status, page) = gateway
+            .send(Method::GET, "/notifications", Some(&ada), None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let mut kinds: Vec<String> = page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap().to_owned())
+            .collect();
+        kinds.sort();
+        if kinds.len() >= 2 || Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(kinds, ["order_confirmed", "welcome"]);
+
+    // `nats micro ls`: every service answers $SRV.INFO, each reply valid.
+    let mut infos = users.raw.subscribe("_INBOX.micro-ls").await.unwrap();
+    users
+        .raw
+        .publish_with_reply("$SRV.INFO", "_INBOX.micro-ls", Vec::new().into())
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    while let Ok(Some(reply)) =
+        tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut infos)).await
+    {
+        let info: Value = serde_json::from_slice(&reply.payload).unwrap();
+        courier_testkit::micro_schema::assert_valid(
+            courier_testkit::micro_schema::Kind::Info,
+            &info,
+        );
+        names.push(info["name"].as_str().unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["notifications", "orders", "payments", "products", "users"]
+    );
+    drop((gateway, notifications, orders, payments, products, users));
 }
