@@ -202,8 +202,8 @@ start_service() {
     db_var="${1^^}_DATABASE_URL"
     local db=${!db_var:-sqlite://data/$name.db}
     say "starting $name (database $(redacted "$db"), admin http://127.0.0.1:$port)"
-    env -u DATABASE_URL NATS_URL="$services_nats_url" COURIER_DATABASE__URL="$db" \
-        COURIER_ADMIN__BIND="127.0.0.1:$port" launch "$name" "target/release/courier-$name"
+    launch "$name" env -u DATABASE_URL NATS_URL="$services_nats_url" COURIER_DATABASE__URL="$db" \
+        COURIER_ADMIN__BIND="127.0.0.1:$port" "target/release/courier-$name"
     wait_for_log "$name" "Service started"
 }
 
