@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::consumer::AckPolicy;
-use courier_actors::durable::{ensure_streams, OutgoingEvent, Publisher};
-use courier_actors::{Codec, DrainReport, EventError, Meta, Methods, Service};
+use courier_actors::durable::ensure_streams;
+use courier_actors::{DrainReport, EventError, Meta, Methods, Service};
 use courier_config::EventsSettings;
 use courier_contracts::orders::{CreateOrder, ORDER_CANCELLED, ORDER_CONFIRMED};
 use courier_contracts::products::{CreateProduct, Item};
@@ -43,7 +43,7 @@ use courier_contracts::users::CreateUser;
 use courier_runtime::testing::TestService;
 use courier_runtime::{Kit, Started};
 use courier_store::testing::TestDatabase;
-use courier_store::{Database, PendingEvent, Relay};
+use courier_store::Database;
 use courier_testkit::TestNats;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -346,28 +346,12 @@ async fn bare(nats: &TestNats, settings: &EventsSettings, n: usize) -> EventRow 
     }
 }
 
-/// The relay as `courier_runtime` runs it (`kit.rs`, `spawn_relay`).
+/// The relay as `courier_runtime` runs it beside a service.
 async fn relay_task(db: Database, nats: async_nats::Client, stop: oneshot::Receiver<()>) {
-    let publisher = Publisher::new(nats);
-    let publish = move |event: PendingEvent| {
-        let publisher = publisher.clone();
-        async move {
-            let event = OutgoingEvent {
-                id: event.id,
-                subject: event.subject,
-                payload: event.payload.into(),
-                codec: Codec::Json,
-                request_id: event.request_id,
-                traceparent: event.traceparent,
-            };
-            publisher.publish(event).await
-        }
-    };
-    Relay::new(db)
-        .run(publish, async {
-            let _ = stop.await;
-        })
-        .await;
+    courier_runtime::run_relay(db, nats, async {
+        let _ = stop.await;
+    })
+    .await;
 }
 
 /// `n` events written by [`WRITERS`] writers, one per transaction, until `handled` has

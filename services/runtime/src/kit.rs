@@ -117,10 +117,10 @@ impl RelayHandle {
     }
 }
 
-/// Publishes `db`'s committed events on `nats` as durable events (JSON), until stopped.
-pub(crate) fn spawn_relay(db: Database, nats: async_nats::Client) -> RelayHandle {
+/// Runs the outbox relay of `db`, publishing on `nats` as durable events (JSON), until `stop`
+/// resolves, then makes one last pass: what `Kit::serve` runs beside a service.
+pub async fn run_relay(db: Database, nats: async_nats::Client, stop: impl Future<Output = ()>) {
     let publisher = Publisher::new(nats);
-    let (stop, stopped) = oneshot::channel();
     let publish = move |event: PendingEvent| {
         let publisher = publisher.clone();
         async move {
@@ -135,7 +135,13 @@ pub(crate) fn spawn_relay(db: Database, nats: async_nats::Client) -> RelayHandle
             publisher.publish(event).await
         }
     };
-    let task = tokio::spawn(Relay::new(db).run(publish, async {
+    Relay::new(db).run(publish, stop).await;
+}
+
+/// [`run_relay`] on a task of its own, until stopped.
+pub(crate) fn spawn_relay(db: Database, nats: async_nats::Client) -> RelayHandle {
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(run_relay(db, nats, async {
         let _ = stopped.await;
     }));
     RelayHandle { stop, task }

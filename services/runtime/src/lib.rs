@@ -22,7 +22,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use kit::{main, Kit};
+pub use kit::{main, run_relay, Kit};
 pub use settings::Common;
 
 use std::collections::BTreeMap;
