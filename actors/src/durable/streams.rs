@@ -91,14 +91,7 @@ pub(crate) fn dead_letter_config(settings: &EventsSettings) -> Config {
         name: settings.dead_letter_stream.clone(),
         description: Some("Courier events that could not be handled".to_owned()),
         subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
-        storage: storage(settings),
-        retention: RetentionPolicy::Limits,
-        discard: DiscardPolicy::Old,
-        duplicate_window: settings.duplicate_window,
-        max_age: settings.max_age,
-        max_bytes: settings.max_bytes,
-        max_messages: -1,
-        ..Default::default()
+        ..events_config(settings)
     }
 }
 
