@@ -34,7 +34,7 @@ pub use loader::Loader;
 pub use redact::redact_url;
 pub use settings::{
     AdminSettings, ConsulSettings, DatabaseSettings, LogFormat, LogSettings, NatsSettings, Secret,
-    ServiceSettings,
+    ServiceSettings, SqliteSynchronous,
 };
 
 /// The exit code for a configuration error (`EX_CONFIG` in sysexits.h is 78; `EX_USAGE` 64 is

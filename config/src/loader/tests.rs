@@ -225,6 +225,7 @@ fn secrets_do_not_show_in_debug() {
     let s = DatabaseSettings {
         url: Secret::new("postgres://u:pw@h/db"),
         max_connections: 1,
+        sqlite_synchronous: Default::default(),
     };
     assert!(!format!("{s:?}").contains("pw@"));
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::rows::{FromRow, Row};
-use crate::{duplicate_or_query, millis, now_millis, Database, Fingerprint, StoreError, Write};
+use crate::{millis, now_millis, Database, Fingerprint, StoreError, Write};
 
 /// How long the reply of a write is kept for retries under the same request id. Far longer
 /// than any caller retries, short enough that the table stays small.
@@ -102,21 +102,24 @@ impl Database {
         &self,
         key: WriteKey<'_>,
     ) -> Result<Claim<R>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (request_id, endpoint, fingerprint, reply, created_at) \
-             VALUES ($1, $2, $3, '', $4)",
-        )
-        .bind(key.request_id)
-        .bind(key.endpoint)
-        .bind(key.fingerprint.as_str())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await;
-        match inserted.map_err(duplicate_or_query) {
+        let key_columns = Some((key.request_id.to_owned(), key.endpoint.to_owned()));
+        let mut write = self.begin_keyed(key_columns).await?;
+        let inserted = write
+            .execute(
+                "INSERT INTO idempotency_keys (request_id, endpoint, fingerprint, reply, created_at) \
+                 VALUES ($1, $2, $3, '', $4)",
+                &[
+                    key.request_id.into(),
+                    key.endpoint.into(),
+                    key.fingerprint.as_str().into(),
+                    now_millis().into(),
+                ],
+            )
+            .await;
+        match inserted {
             Ok(_) => {}
             Err(StoreError::Duplicate) => {
-                tx.rollback().await?;
+                write.rollback().await?;
                 // A key is only ever committed with its reply, and kept for a day: it is there.
                 let done = self.reply(key).await?;
                 return done
@@ -125,11 +128,6 @@ impl Database {
             }
             Err(e) => return Err(e),
         }
-        let mut write = Write::new(
-            tx,
-            Some((key.request_id.to_owned(), key.endpoint.to_owned())),
-            self.outbox.clone(),
-        );
         self.prune_if_due(&mut write).await?;
         Ok(Claim::Fresh(write))
     }

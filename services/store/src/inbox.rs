@@ -2,7 +2,7 @@
 //! effect, so that a redelivered event (the broker delivers at least once) changes nothing
 //! twice.
 
-use crate::{duplicate_or_query, now_millis, Database, StoreError, Write};
+use crate::{now_millis, Database, StoreError, Write};
 
 impl Database {
     /// Starts the handling of event `event_id` by `consumer` (the durable consumer's name):
@@ -15,24 +15,21 @@ impl Database {
         consumer: &str,
         event_id: &str,
     ) -> Result<Option<Write>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO handled_events (consumer, event_id, handled_at) VALUES ($1, $2, $3)",
-        )
-        .bind(consumer)
-        .bind(event_id)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await;
-        match inserted.map_err(duplicate_or_query) {
+        let mut write = self.begin().await?;
+        let inserted = write
+            .execute(
+                "INSERT INTO handled_events (consumer, event_id, handled_at) VALUES ($1, $2, $3)",
+                &[consumer.into(), event_id.into(), now_millis().into()],
+            )
+            .await;
+        match inserted {
             Ok(_) => {}
             Err(StoreError::Duplicate) => {
-                tx.rollback().await?;
+                write.rollback().await?;
                 return Ok(None);
             }
             Err(e) => return Err(e),
         }
-        let mut write = Write::new(tx, None, self.outbox.clone());
         self.prune_if_due(&mut write).await?;
         Ok(Some(write))
     }

@@ -6,8 +6,9 @@
 //!   the kit's own tables (idempotency keys, outbox, handled events), safely when several
 //!   instances start at once.
 //! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
-//!   both databases. On a SQLite file each thread reads through its own connection
-//!   ([`local`]), with no thread hand-off.
+//!   both databases. On a SQLite file each thread reads through its own connection, and
+//!   writes take turns on one writing connection, all on the calling thread ([`local`]), with
+//!   no thread hand-off.
 //! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
 //!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
 //!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
@@ -38,6 +39,7 @@ pub use migrate::Migration;
 pub use outbox::{Pass, PendingEvent, Relay};
 pub use rows::{FromRow, Param, Row};
 pub use write::Write;
+use write::Tx;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
@@ -81,9 +83,13 @@ pub enum StoreError {
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] sqlx::Error),
-    /// A read on this thread's own SQLite connection failed.
-    #[error("SQLite read failed: {0}")]
-    Read(#[from] rusqlite::Error),
+    /// A statement on the SQLite file's own connections (this thread's reader, or the
+    /// writer) failed.
+    #[error("SQLite failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A write waited too long for its turn: the writes before it held the database.
+    #[error("the database stayed busy with other writes")]
+    Busy,
     /// A value could not be written as JSON (a reply, an event), or a stored one read back.
     #[error("stored JSON: {0}")]
     Json(#[source] serde_json::Error),
@@ -123,6 +129,8 @@ pub struct Database {
     /// The SQLite file, read on the calling thread ([`local`]); `None` for PostgreSQL and
     /// in-memory SQLite, read through the pool.
     file: Option<Arc<PathBuf>>,
+    /// The SQLite file's one writing connection; `None` where writes go through the pool.
+    writer: Option<local::Writer>,
     /// When this instance last pruned old idempotency keys and handled events, in Unix ms.
     last_prune: Arc<AtomicI64>,
     /// Woken by every commit that wrote events, so the relay publishes them at once.
@@ -143,9 +151,10 @@ impl Database {
             .connect(&url)
             .await
             .map_err(StoreError::Connect)?;
-        let db = Self {
+        let mut db = Self {
             pool,
             file: sqlite_file(&url).map(Arc::new),
+            writer: None,
             last_prune: Arc::default(),
             outbox: Arc::default(),
         };
@@ -153,6 +162,9 @@ impl Database {
             db.use_wal().await?;
         }
         db.migrate(migrations).await?;
+        if let Some(file) = &db.file {
+            db.writer = Some(local::Writer::open(file, settings.sqlite_synchronous)?);
+        }
         Ok(db)
     }
 
@@ -190,11 +202,19 @@ impl Database {
     /// Starts a write with no idempotency key (work the service itself drives, such as a
     /// saga step). Dropped without a commit, it rolls back.
     pub async fn begin(&self) -> Result<Write, StoreError> {
-        Ok(Write::new(
-            self.pool.begin().await?,
-            None,
-            self.outbox.clone(),
-        ))
+        self.begin_keyed(None).await
+    }
+
+    /// Starts a write, stored under `key` when it has one.
+    pub(crate) async fn begin_keyed(
+        &self,
+        key: Option<(String, String)>,
+    ) -> Result<Write, StoreError> {
+        let tx = match &self.writer {
+            Some(writer) => Tx::File(writer.begin().await?),
+            None => Tx::Pool(self.pool.begin().await?),
+        };
+        Ok(Write::new(tx, key, self.outbox.clone()))
     }
 
     /// Closes the pool, waiting for connections to be returned.

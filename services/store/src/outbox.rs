@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::rows::{bind, FromRow, Param, Row};
+use crate::rows::{FromRow, Param, Row};
 use crate::{Database, StoreError};
 
 /// How many events one pass publishes (acknowledgements awaited together).
@@ -144,7 +144,9 @@ impl Relay {
         }
         if !acked.is_empty() {
             let sql = delete_sql(acked.len());
-            bind(&sql, &acked).execute(self.db.pool()).await?;
+            let mut delete = self.db.begin().await?;
+            delete.execute(&sql, &acked).await?;
+            delete.commit().await?;
         }
         Ok(Pass {
             published: acked.len(),

@@ -42,6 +42,7 @@ impl TestDatabase {
             settings: DatabaseSettings {
                 url: Secret::new(url),
                 max_connections: 4,
+                sqlite_synchronous: Default::default(),
             },
             kind: Kind::Sqlite(dir),
         }
@@ -81,6 +82,7 @@ impl TestDatabase {
             settings: DatabaseSettings {
                 url: Secret::new(format!("{base}/{name}")),
                 max_connections: 5,
+                sqlite_synchronous: Default::default(),
             },
             kind: Kind::Postgres(name),
         })

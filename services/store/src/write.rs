@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
 
+use crate::local::{self, WriteTx};
 use crate::rows::{bind, FromRow, Param};
 use crate::{duplicate_or_query, now_millis, StoreError};
 
@@ -16,7 +17,7 @@ use crate::{duplicate_or_query, now_millis, StoreError};
 /// a commit, it rolls back, key and events included.
 #[derive(Debug)]
 pub struct Write {
-    tx: Transaction<'static, Any>,
+    tx: Tx,
     /// The request id and endpoint the reply is stored under, for a write claimed by key.
     key: Option<(String, String)>,
     /// The relay's wake-up, rung after a commit that wrote events.
@@ -24,9 +25,18 @@ pub struct Write {
     events: usize,
 }
 
+/// Where a write's statements run.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    /// A pooled sqlx connection (PostgreSQL, in-memory SQLite).
+    Pool(Transaction<'static, Any>),
+    /// The SQLite file's writer connection, on the calling thread.
+    File(WriteTx),
+}
+
 impl Write {
     pub(crate) fn new(
-        tx: Transaction<'static, Any>,
+        tx: Tx,
         key: Option<(String, String)>,
         outbox: Arc<Notify>,
     ) -> Self {
@@ -41,11 +51,19 @@ impl Write {
     /// Runs a statement; the number of rows it changed. A unique violation is
     /// [`StoreError::Duplicate`].
     pub async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        let done = bind(sql, params)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(duplicate_or_query)?;
-        Ok(done.rows_affected())
+        match &mut self.tx {
+            Tx::Pool(tx) => {
+                let done = bind(sql, params)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(duplicate_or_query)?;
+                Ok(done.rows_affected())
+            }
+            Tx::File(tx) => tx.run(sql, params, |statement| {
+                let changed = statement.raw_execute().map_err(file_error)?;
+                Ok(changed as u64)
+            }),
+        }
     }
 
     /// The first row of a query (`SELECT`, or a statement with `RETURNING`), if any. A unique
@@ -55,11 +73,23 @@ impl Write {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Option<T>, StoreError> {
-        let row = bind(sql, params)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(duplicate_or_query)?;
-        row.as_ref().map(|row| T::from_row(row)).transpose()
+        match &mut self.tx {
+            Tx::Pool(tx) => {
+                let row = bind(sql, params)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(duplicate_or_query)?;
+                row.as_ref().map(|row| T::from_row(row)).transpose()
+            }
+            Tx::File(tx) => tx.run(sql, params, |statement| {
+                let mut rows = statement.raw_query();
+                let first = rows.next().map_err(file_error)?;
+                let value = first.map(|row| T::from_row(row)).transpose()?;
+                // A statement with `RETURNING` does its work as it is stepped: finish it.
+                while rows.next().map_err(file_error)?.is_some() {}
+                Ok(value)
+            }),
+        }
     }
 
     /// Every row of a query.
@@ -68,8 +98,20 @@ impl Write {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<T>, StoreError> {
-        let rows = bind(sql, params).fetch_all(&mut *self.tx).await?;
-        rows.iter().map(|row| T::from_row(row)).collect()
+        match &mut self.tx {
+            Tx::Pool(tx) => {
+                let rows = bind(sql, params).fetch_all(&mut **tx).await?;
+                rows.iter().map(|row| T::from_row(row)).collect()
+            }
+            Tx::File(tx) => tx.run(sql, params, |statement| {
+                let mut rows = statement.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(file_error)? {
+                    out.push(T::from_row(row)?);
+                }
+                Ok(out)
+            }),
+        }
     }
 
     /// Stores `reply` as what every retry under this write's key gets. Does nothing for a
@@ -79,13 +121,11 @@ impl Write {
             return Ok(());
         };
         let json = serde_json::to_string(reply).map_err(StoreError::Json)?;
-        sqlx::query(
+        let (request_id, endpoint) = (request_id.clone(), endpoint.clone());
+        self.execute(
             "UPDATE idempotency_keys SET reply = $1 WHERE request_id = $2 AND endpoint = $3",
+            &[json.as_str().into(), (&request_id).into(), (&endpoint).into()],
         )
-        .bind(json)
-        .bind(request_id)
-        .bind(endpoint)
-        .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
@@ -101,25 +141,22 @@ impl Write {
     ) -> Result<String, StoreError> {
         let id = courier_actors::durable::new_event_id();
         let payload = serde_json::to_string(body).map_err(StoreError::Json)?;
-        sqlx::query(
+        let traceparent = meta.trace.to_header();
+        self.execute(
             "INSERT INTO outbox (id, subject, payload, request_id, traceparent, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                (&id).into(),
+                subject.into(),
+                payload.as_str().into(),
+                (&meta.request_id).into(),
+                traceparent.as_str().into(),
+                now_millis().into(),
+            ],
         )
-        .bind(&id)
-        .bind(subject)
-        .bind(payload)
-        .bind(&meta.request_id)
-        .bind(meta.trace.to_header())
-        .bind(now_millis())
-        .execute(&mut *self.tx)
         .await?;
         self.events += 1;
         Ok(id)
-    }
-
-    /// The transaction itself, for what the helpers here do not cover.
-    pub fn transaction(&mut self) -> &mut Transaction<'static, Any> {
-        &mut self.tx
     }
 
     /// Records `reply` and commits, unless `meta`'s deadline has passed: then the caller has
@@ -142,7 +179,10 @@ impl Write {
 
     /// Makes the changes, key, reply and events included, durable; then wakes the relay.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+        match self.tx {
+            Tx::Pool(tx) => tx.commit().await?,
+            Tx::File(tx) => tx.finish("COMMIT")?,
+        }
         if self.events > 0 {
             self.outbox.notify_one();
         }
@@ -152,7 +192,20 @@ impl Write {
     /// Undoes the changes, key and events included, now rather than when the connection is
     /// next used.
     pub async fn rollback(self) -> Result<(), StoreError> {
-        self.tx.rollback().await?;
+        match self.tx {
+            Tx::Pool(tx) => tx.rollback().await?,
+            Tx::File(tx) => tx.finish("ROLLBACK")?,
+        }
         Ok(())
+    }
+}
+
+/// A SQLite failure of a write: [`StoreError::Duplicate`] for a unique violation, as
+/// [`duplicate_or_query`] for sqlx.
+fn file_error(error: rusqlite::Error) -> StoreError {
+    if local::is_unique_violation(&error) {
+        StoreError::Duplicate
+    } else {
+        StoreError::Sqlite(error)
     }
 }

@@ -269,6 +269,7 @@ mod tests {
         let settings = DatabaseSettings {
             url: Secret::new(url),
             max_connections: 2,
+            sqlite_synchronous: Default::default(),
         };
         let store = Store::connect(&settings).await.unwrap();
         let ada = store.get("u1").await.unwrap().expect("Ada is kept");
@@ -299,6 +300,7 @@ mod tests {
         let settings = DatabaseSettings {
             url: Secret::new(url),
             max_connections: 2,
+            sqlite_synchronous: Default::default(),
         };
         let store = Store::connect(&settings).await.unwrap();
         let fingerprint = fingerprint::delete("users.delete", None, "u2");

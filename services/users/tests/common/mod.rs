@@ -44,6 +44,7 @@ pub fn sqlite_file(test: &str) -> (PathBuf, DatabaseSettings) {
         DatabaseSettings {
             url: Secret::new(url),
             max_connections: 5,
+            sqlite_synchronous: Default::default(),
         },
     )
 }
