@@ -6,9 +6,9 @@
 //!   the kit's own tables (idempotency keys, outbox, handled events), safely when several
 //!   instances start at once.
 //! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
-//!   both databases. On a SQLite file each thread reads through its own connection, and
-//!   writes take turns on one writing connection, all on the calling thread ([`local`]), with
-//!   no thread hand-off.
+//!   both databases. On a SQLite file each thread reads through its own connection
+//!   ([`local`]), and writes take turns on one writing connection and commit in groups
+//!   ([`writer`]), all on the calling thread, with no thread hand-off.
 //! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
 //!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
 //!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
@@ -32,14 +32,15 @@ mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod write;
+mod writer;
 
 pub use fingerprint::Fingerprint;
 pub use idempotency::{Claim, WriteKey, KEEP_REPLIES};
 pub use migrate::Migration;
 pub use outbox::{Pass, PendingEvent, Relay};
 pub use rows::{FromRow, Param, Row};
-pub use write::Write;
 use write::Tx;
+pub use write::Write;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
@@ -90,6 +91,10 @@ pub enum StoreError {
     /// A write waited too long for its turn: the writes before it held the database.
     #[error("the database stayed busy with other writes")]
     Busy,
+    /// The commit of a SQLite write (with the writes grouped with it) failed: none of them
+    /// took effect.
+    #[error("SQLite commit failed: {0}")]
+    Commit(String),
     /// A value could not be written as JSON (a reply, an event), or a stored one read back.
     #[error("stored JSON: {0}")]
     Json(#[source] serde_json::Error),
@@ -130,7 +135,7 @@ pub struct Database {
     /// in-memory SQLite, read through the pool.
     file: Option<Arc<PathBuf>>,
     /// The SQLite file's one writing connection; `None` where writes go through the pool.
-    writer: Option<local::Writer>,
+    writer: Option<writer::Writer>,
     /// When this instance last pruned old idempotency keys and handled events, in Unix ms.
     last_prune: Arc<AtomicI64>,
     /// Woken by every commit that wrote events, so the relay publishes them at once.
@@ -163,7 +168,7 @@ impl Database {
         }
         db.migrate(migrations).await?;
         if let Some(file) = &db.file {
-            db.writer = Some(local::Writer::open(file, settings.sqlite_synchronous)?);
+            db.writer = Some(writer::Writer::open(file, settings.sqlite_synchronous)?);
         }
         Ok(db)
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
 
-use crate::local::{self, WriteTx};
 use crate::rows::{bind, FromRow, Param};
+use crate::writer::{self, WriteTx};
 use crate::{duplicate_or_query, now_millis, StoreError};
 
 /// One transaction: statements, then [`Write::record`] of the reply (for a write under a
@@ -35,11 +35,7 @@ pub(crate) enum Tx {
 }
 
 impl Write {
-    pub(crate) fn new(
-        tx: Tx,
-        key: Option<(String, String)>,
-        outbox: Arc<Notify>,
-    ) -> Self {
+    pub(crate) fn new(tx: Tx, key: Option<(String, String)>, outbox: Arc<Notify>) -> Self {
         Self {
             tx,
             key,
@@ -124,7 +120,11 @@ impl Write {
         let (request_id, endpoint) = (request_id.clone(), endpoint.clone());
         self.execute(
             "UPDATE idempotency_keys SET reply = $1 WHERE request_id = $2 AND endpoint = $3",
-            &[json.as_str().into(), (&request_id).into(), (&endpoint).into()],
+            &[
+                json.as_str().into(),
+                (&request_id).into(),
+                (&endpoint).into(),
+            ],
         )
         .await?;
         Ok(())
@@ -181,7 +181,7 @@ impl Write {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.tx {
             Tx::Pool(tx) => tx.commit().await?,
-            Tx::File(tx) => tx.finish("COMMIT")?,
+            Tx::File(tx) => tx.commit().await?,
         }
         if self.events > 0 {
             self.outbox.notify_one();
@@ -190,11 +190,13 @@ impl Write {
     }
 
     /// Undoes the changes, key and events included, now rather than when the connection is
-    /// next used.
+    /// next used. On a SQLite file it returns once the writes committed in a group before this
+    /// one are durable, so that what this write saw of them (a duplicate key) can be read
+    /// back.
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self.tx {
             Tx::Pool(tx) => tx.rollback().await?,
-            Tx::File(tx) => tx.finish("ROLLBACK")?,
+            Tx::File(tx) => tx.rollback().await?,
         }
         Ok(())
     }
@@ -203,7 +205,7 @@ impl Write {
 /// A SQLite failure of a write: [`StoreError::Duplicate`] for a unique violation, as
 /// [`duplicate_or_query`] for sqlx.
 fn file_error(error: rusqlite::Error) -> StoreError {
-    if local::is_unique_violation(&error) {
+    if writer::is_unique_violation(&error) {
         StoreError::Duplicate
     } else {
         StoreError::Sqlite(error)
