@@ -181,7 +181,8 @@ impl WriteTx {
         }
         let (done, outcome) = oneshot::channel();
         let Some(group) = session.group.as_mut() else {
-            // SQLite rolled the transaction back on a failure of a statement of this write.
+            // Invariant: the group stays open while a member holds the turn (only a commit
+            // or a failure seen by `undo` closes it); an error rather than a panic if not.
             return Err(StoreError::Commit(
                 "SQLite rolled the transaction back".to_owned(),
             ));
