@@ -69,18 +69,39 @@ impl Codec {
     /// Decodes a payload. An empty JSON payload reads as `{}`, so `nats req users.list ''` works.
     /// The payload must be one value and nothing else: bytes after it are an error, so a
     /// request is never half read.
+    ///
+    /// A payload is read once, plainly; only one that fails is read again, tracking the path
+    /// of the field at fault for the error (tracking costs on every field).
     pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, DecodeError> {
+        let payload = match self {
+            Self::Json if payload.iter().all(u8::is_ascii_whitespace) => b"{}",
+            _ => payload,
+        };
+        self.read(payload, false)
+            .or_else(|_| self.read(payload, true))
+    }
+
+    /// One reading of `payload`, tracking the path of a faulty field when `track`.
+    fn read<T: DeserializeOwned>(self, payload: &[u8], track: bool) -> Result<T, DecodeError> {
         let error = |path: String, problem: String| DecodeError { path, problem };
+        fn value<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+            de: D,
+            track: bool,
+        ) -> Result<T, (String, String)>
+        where
+            D::Error: std::fmt::Display,
+        {
+            if track {
+                serde_path_to_error::deserialize(de)
+                    .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+            } else {
+                T::deserialize(de).map_err(|e| (".".to_owned(), e.to_string()))
+            }
+        }
         match self {
             Self::Json => {
-                let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-                    b"{}"
-                } else {
-                    payload
-                };
                 let mut de = serde_json::Deserializer::from_slice(payload);
-                let value = serde_path_to_error::deserialize(&mut de)
-                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))?;
+                let value = value(&mut de, track).map_err(|(path, e)| error(path, e))?;
                 // Trailing white space is fine; anything else after the value is not.
                 de.end()
                     .map_err(|e| error(".".into(), format!("bytes after the JSON value: {e}")))?;
@@ -88,8 +109,7 @@ impl Codec {
             }
             Self::MsgPack => {
                 let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(payload));
-                let value = serde_path_to_error::deserialize(&mut de)
-                    .map_err(|e| error(e.path().to_string(), e.inner().to_string()))?;
+                let value = value(&mut de, track).map_err(|(path, e)| error(path, e))?;
                 let used = de.position();
                 if used != payload.len() as u64 {
                     return Err(error(

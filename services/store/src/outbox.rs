@@ -17,7 +17,7 @@ use crate::rows::{FromRow, Param, Row};
 use crate::{Database, StoreError};
 
 /// How many events one pass publishes (acknowledgements awaited together).
-const BATCH: u32 = 256;
+const BATCH: u32 = 1024;
 
 /// How often the relay looks for events when no commit woke it: events committed by another
 /// instance on the same database, or left by a failed publish.
@@ -130,15 +130,16 @@ impl Relay {
         if pending.is_empty() {
             return Ok(Pass::default());
         }
-        let results = futures::future::join_all(pending.iter().cloned().map(publish)).await;
-        let mut acked = Vec::with_capacity(pending.len());
+        let ids: Vec<String> = pending.iter().map(|event| event.id.clone()).collect();
+        let results = futures::future::join_all(pending.into_iter().map(publish)).await;
+        let mut acked = Vec::with_capacity(ids.len());
         let mut failed = 0;
-        for (event, result) in pending.iter().zip(results) {
+        for (id, result) in ids.iter().zip(results) {
             match result {
-                Ok(()) => acked.push(Param::Text(&event.id)),
+                Ok(()) => acked.push(Param::Text(id)),
                 Err(error) => {
                     failed += 1;
-                    tracing::debug!(%error, id = event.id, subject = event.subject, "Publish failed.");
+                    tracing::debug!(%error, id, "Publish failed.");
                 }
             }
         }
