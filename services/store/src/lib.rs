@@ -109,8 +109,8 @@ pub enum StoreError {
 }
 
 /// The wire form of a database failure, the same in every service: a reused request id is
-/// 422, a passed deadline 504 (nothing was changed), anything else 500 with the details in
-/// the log only.
+/// 422, a passed deadline 504 (nothing was changed), writes queued past their wait 503
+/// (nothing was changed), anything else 500 with the details in the log only.
 impl From<StoreError> for courier_actors::ServiceError {
     fn from(e: StoreError) -> Self {
         use courier_actors::ServiceError;
@@ -119,6 +119,8 @@ impl From<StoreError> for courier_actors::ServiceError {
                 serde_json::json!({ "header": courier_actors::meta::header::REQUEST_ID }),
             ),
             StoreError::DeadlinePassed => ServiceError::timeout(e.to_string()),
+            // Nothing was written: the caller may try again (the gateway retries a 503).
+            StoreError::Busy => ServiceError::unavailable(e.to_string()),
             other => {
                 tracing::error!(error = %other, "Database failure.");
                 ServiceError::internal("the service's database failed; see its log")
@@ -280,4 +282,21 @@ fn sqlite_create_mode(url: &str) -> Result<String, StoreError> {
     } else {
         format!("{url}&mode=rwc")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+    use courier_actors::ServiceError;
+
+    #[test]
+    fn database_failures_map_to_one_wire_code_each() {
+        let code = |e: StoreError| ServiceError::from(e).code;
+        assert_eq!(code(StoreError::KeyReused), 422);
+        assert_eq!(code(StoreError::DeadlinePassed), 504);
+        assert_eq!(code(StoreError::Busy), 503);
+        assert_eq!(code(StoreError::Commit("disk I/O error".to_owned())), 500);
+        let internal = ServiceError::from(StoreError::Commit("disk I/O error".to_owned()));
+        assert!(!internal.to_string().contains("disk"), "{internal}");
+    }
 }
