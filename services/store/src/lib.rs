@@ -175,7 +175,9 @@ impl Database {
         Ok(db)
     }
 
-    /// The sqlx pool, for what the helpers here do not cover.
+    /// The sqlx pool, for what the helpers here do not cover. On a SQLite file, a write
+    /// through it does not take turns with [`Database::begin`]'s writes: it waits for SQLite's
+    /// own lock (up to sqlx's busy time-out) instead, so prefer a [`Write`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
