@@ -7,8 +7,8 @@
 //!   instances start at once.
 //! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
 //!   both databases. On a SQLite file each thread reads through its own connection
-//!   ([`local`]), and writes take turns on one writing connection and commit in groups
-//!   ([`writer`]), all on the calling thread, with no thread hand-off.
+//!   (`local.rs`), and writes take turns on one writing connection and commit in groups
+//!   (`writer.rs`), all on the calling thread, with no thread hand-off.
 //! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
 //!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
 //!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
