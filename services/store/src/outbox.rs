@@ -118,7 +118,7 @@ impl Relay {
         }
     }
 
-    /// Publishes up to [`BATCH`] pending events, acknowledgements awaited together, and
+    /// Publishes up to `BATCH` (1024) pending events, acknowledgements awaited together, and
     /// deletes those acknowledged.
     pub async fn pass<P, F, E>(&self, publish: &P) -> Result<Pass, StoreError>
     where
