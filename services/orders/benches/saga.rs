@@ -238,26 +238,13 @@ async fn event_rows(nats: &TestNats, n: usize, rounds: usize) {
     let mut rows: [Vec<EventRow>; 3] = Default::default();
     for _ in 0..rounds {
         rows[0].push(bare(nats, &settings, n).await);
-        let plain = outbox(
-            "outbox",
-            &db,
-            PLAIN_SUBJECT,
-            n,
-            &counters.plain,
-            nats_server(),
-        )
-        .await;
-        rows[1].push(plain);
-        let once = outbox(
-            "outbox + handled once",
-            &db,
-            ONCE_SUBJECT,
-            n,
-            &counters.once,
-            nats_server(),
-        )
-        .await;
-        rows[2].push(once);
+        let outboxes = [
+            ("outbox", PLAIN_SUBJECT, &counters.plain),
+            ("outbox + handled once", ONCE_SUBJECT, &counters.once),
+        ];
+        for (row, (name, subject, handled)) in rows[1..].iter_mut().zip(outboxes) {
+            row.push(outbox(name, &db, subject, n, handled, nats_server()).await);
+        }
     }
     let duplicates = counters.duplicates.load(Ordering::Relaxed);
 

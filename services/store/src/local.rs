@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Statement};
+use rusqlite::{Connection, OpenFlags, Rows, Statement};
 
 use crate::rows::{FromRow, Param};
 use crate::StoreError;
@@ -36,14 +36,7 @@ pub(crate) fn all<T: FromRow>(
     sql: &str,
     params: &[Param<'_>],
 ) -> Result<Vec<T>, StoreError> {
-    with_statement(file, sql, params, |statement| {
-        let mut rows = statement.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(T::from_row(row)?);
-        }
-        Ok(out)
-    })
+    with_statement(file, sql, params, all_rows)
 }
 
 /// The first row `sql` selects with `params`, if any.
@@ -53,9 +46,23 @@ pub(crate) fn one<T: FromRow>(
     params: &[Param<'_>],
 ) -> Result<Option<T>, StoreError> {
     with_statement(file, sql, params, |statement| {
-        let mut rows = statement.raw_query();
-        rows.next()?.map(|row| T::from_row(row)).transpose()
+        first_row(&mut statement.raw_query())
     })
+}
+
+/// Every row of a bound statement, each mapped by `T`.
+pub(crate) fn all_rows<T: FromRow>(statement: &mut Statement<'_>) -> Result<Vec<T>, StoreError> {
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(T::from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The next row of `rows`, mapped by `T`, if any.
+pub(crate) fn first_row<T: FromRow>(rows: &mut Rows<'_>) -> Result<Option<T>, StoreError> {
+    rows.next()?.map(|row| T::from_row(row)).transpose()
 }
 
 /// Runs `read` on this thread's cached statement for `sql` on `file`.

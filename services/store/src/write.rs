@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{Any, Transaction};
 use tokio::sync::Notify;
 
+use crate::local;
 use crate::rows::{bind, FromRow, Param};
 use crate::writer::{self, WriteTx};
 use crate::{duplicate_or_query, now_millis, StoreError};
@@ -55,10 +56,9 @@ impl Write {
                     .map_err(duplicate_or_query)?;
                 Ok(done.rows_affected())
             }
-            Tx::File(tx) => tx.run(sql, params, |statement| {
-                let changed = statement.raw_execute().map_err(file_error)?;
-                Ok(changed as u64)
-            }),
+            Tx::File(tx) => tx
+                .run(sql, params, |statement| Ok(statement.raw_execute()? as u64))
+                .map_err(file_error),
         }
     }
 
@@ -77,14 +77,15 @@ impl Write {
                     .map_err(duplicate_or_query)?;
                 row.as_ref().map(|row| T::from_row(row)).transpose()
             }
-            Tx::File(tx) => tx.run(sql, params, |statement| {
-                let mut rows = statement.raw_query();
-                let first = rows.next().map_err(file_error)?;
-                let value = first.map(|row| T::from_row(row)).transpose()?;
-                // A statement with `RETURNING` does its work as it is stepped: finish it.
-                while rows.next().map_err(file_error)?.is_some() {}
-                Ok(value)
-            }),
+            Tx::File(tx) => tx
+                .run(sql, params, |statement| {
+                    let mut rows = statement.raw_query();
+                    let value = local::first_row(&mut rows)?;
+                    // A statement with `RETURNING` does its work as it is stepped: finish it.
+                    while rows.next()?.is_some() {}
+                    Ok(value)
+                })
+                .map_err(file_error),
         }
     }
 
@@ -99,14 +100,7 @@ impl Write {
                 let rows = bind(sql, params).fetch_all(&mut **tx).await?;
                 rows.iter().map(|row| T::from_row(row)).collect()
             }
-            Tx::File(tx) => tx.run(sql, params, |statement| {
-                let mut rows = statement.raw_query();
-                let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(file_error)? {
-                    out.push(T::from_row(row)?);
-                }
-                Ok(out)
-            }),
+            Tx::File(tx) => tx.run(sql, params, local::all_rows).map_err(file_error),
         }
     }
 
@@ -202,12 +196,11 @@ impl Write {
     }
 }
 
-/// A SQLite failure of a write: [`StoreError::Duplicate`] for a unique violation, as
+/// A failed statement of a SQLite write: [`StoreError::Duplicate`] for a unique violation, as
 /// [`duplicate_or_query`] for sqlx.
-fn file_error(error: rusqlite::Error) -> StoreError {
-    if writer::is_unique_violation(&error) {
-        StoreError::Duplicate
-    } else {
-        StoreError::Sqlite(error)
+fn file_error(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sqlite(e) if writer::is_unique_violation(&e) => StoreError::Duplicate,
+        other => other,
     }
 }

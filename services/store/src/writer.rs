@@ -118,12 +118,7 @@ impl Writer {
             });
         }
         if let Err(error) = session.connection.execute_batch("SAVEPOINT write") {
-            let tx = WriteTx {
-                session: Some(session),
-                waiting: self.waiting.clone(),
-                writer: self.session.clone(),
-            };
-            tx.end_turn();
+            end_turn(session, &self.waiting, false);
             return Err(error.into());
         }
         Ok(WriteTx {
@@ -189,21 +184,14 @@ impl WriteTx {
         };
         group.members.push(done);
         let id = group.id;
-        // Nobody waits and nobody leads: lead, that is, let the writes that are ready now
-        // (woken by the last commit, say) take their turns, then commit them all.
-        let lead = self.waiting.load(Ordering::SeqCst) == 0 && !group.led;
-        if lead {
-            group.led = true;
-            drop(session);
-        } else {
-            end_turn(session, &self.waiting);
-        }
+        let lead = end_turn(session, &self.waiting, true);
         // The write holds nothing now: only its group's outcome is awaited.
         let (writer, waiting) = (self.writer.clone(), self.waiting.clone());
         drop(self);
         if lead {
-            // On a task of its own, so that the group is committed even if this caller
-            // stops waiting for it.
+            // Let the writes that are ready now (woken by the last commit, say) take their
+            // turns, then commit them all: on a task of its own, so that the group is
+            // committed even if this caller stops waiting for it.
             let writer = writer.clone();
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
@@ -256,15 +244,8 @@ impl WriteTx {
             }
             fail_group(&mut session, "SQLite rolled the transaction back");
         }
-        end_turn(session, &self.waiting);
+        end_turn(session, &self.waiting, false);
         Ok(undone?)
-    }
-
-    /// Ends the turn without keeping anything (a write that failed to start).
-    fn end_turn(mut self) {
-        if let Some(session) = self.session.take() {
-            end_turn(session, &self.waiting);
-        }
     }
 }
 
@@ -305,17 +286,25 @@ async fn wait(
     }
 }
 
-/// Hands the open transaction to the next write when one is waiting (or a member leads the
-/// group to its commit) and the group has room; commits the group otherwise.
-fn end_turn(mut session: OwnedMutexGuard<Session>, waiting: &AtomicUsize) {
-    let (members, led) = session
-        .group
-        .as_ref()
-        .map_or((0, false), |g| (g.members.len(), g.led));
-    let handed_on = (waiting.load(Ordering::SeqCst) > 0 || led) && members < GROUP;
-    if !handed_on {
-        commit_group(&mut session);
+/// Ends a turn. With room left in the group, the open transaction is handed to the next
+/// write when one waits or a member already leads the group to its commit; with nobody
+/// waiting, a member that can wait for the commit (`may_lead`) takes the lead, and the
+/// answer is `true`. Otherwise the group commits now.
+fn end_turn(mut session: OwnedMutexGuard<Session>, waiting: &AtomicUsize, may_lead: bool) -> bool {
+    let Some(group) = session.group.as_mut() else {
+        return false;
+    };
+    if group.members.len() < GROUP {
+        if waiting.load(Ordering::SeqCst) > 0 || group.led {
+            return false;
+        }
+        if may_lead {
+            group.led = true;
+            return true;
+        }
     }
+    commit_group(&mut session);
+    false
 }
 
 /// Commits the open transaction and tells each member how it went.
