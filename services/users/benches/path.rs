@@ -10,7 +10,13 @@
 //! - start-up (spawn to ready) and idle RSS of the users binary;
 //! - `GET /users/{id}` over HTTP through the gateway (a child process running
 //!   `courier_gateway::run`, routes learned from a real Consul) to the users binary, with the
-//!   gateway's and the service's CPU per request, and the gateway's start-up and idle RSS.
+//!   gateway's and the service's CPU per request, and the gateway's start-up and idle RSS;
+//! - `HTTP floor -> bare`: the least an HTTP-to-NATS proxy can do on the gateway's framework
+//!   (actix-web, a NATS connection per worker, the reply as the body) in front of `bare`: what
+//!   HTTP itself costs on this machine, the ceiling of any gateway row.
+//!
+//! HTTP load comes from a keep-alive client as light as `wrk` (`path/http.rs`), one
+//! connection per caller.
 //!
 //! It prints requests/s, p50 and p99 latency, the responder process's CPU per request (from
 //! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
@@ -18,7 +24,7 @@
 //!
 //! Run: `cargo bench -p courier-users --bench path` (about two minutes). Under `cargo test`
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
-//! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get` picks rows;
+//! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get,GET` picks rows (by prefix);
 //! `COURIER_BENCH_SECONDS=20` makes each point last long enough to profile a responder.
 
 /// The allocator Courier's service binaries use (see `services/users/src/main.rs`): the
@@ -37,6 +43,8 @@ use courier_testkit::TestNats;
 
 #[path = "path/gateway.rs"]
 mod gateway;
+#[path = "path/http.rs"]
+mod http;
 use gateway::GATEWAY_SECRET;
 
 /// Which responder this process is, when the bench runs itself as a child.
@@ -47,6 +55,7 @@ fn main() {
         Ok("bare") => responders::bare(),
         Ok("trivial") => responders::trivial(),
         Ok("gateway") => responders::gateway(),
+        Ok("floor") => http::floor(),
         Ok(other) => panic!("unknown {ROLE} {other}"),
         Err(_) => run(),
     }
@@ -171,12 +180,12 @@ impl Responder {
         Self::spawn_and_wait(cmd, |line| line == "ready")
     }
 
-    /// The gateway on a free port, against `consul`; its address and spawn-to-listening time.
-    fn gateway(nats: &str, consul: &str) -> (Self, String) {
+    /// An HTTP role (`gateway` or `floor`) on a free port, against `consul`; and its address.
+    fn http(role: &str, nats: &str, consul: &str) -> (Self, String) {
         let exe = std::env::current_exe().expect("the bench's own path");
         let bind = format!("127.0.0.1:{}", courier_testkit::free_port());
         let mut cmd = Command::new(exe);
-        cmd.env(ROLE, "gateway")
+        cmd.env(ROLE, role)
             .env("NATS_URL", nats)
             .env("CONSUL_HTTP_ADDR", consul)
             .env("COURIER_GATEWAY__BIND", &bind)
@@ -497,8 +506,9 @@ fn run() {
         .unwrap_or_else(|_| default_levels.to_vec());
     let only = std::env::var("COURIER_BENCH_ONLY").ok();
     let wanted = |name: &str| {
-        only.as_deref()
-            .is_none_or(|o| name.starts_with(o) || name == "bare")
+        only.as_deref().is_none_or(|only| {
+            name == "bare" || only.split(',').any(|o| name.starts_with(o.trim()))
+        })
     };
     let nats = TestNats::start();
     let scratch = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));

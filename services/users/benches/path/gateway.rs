@@ -1,19 +1,25 @@
 //! `GET /users/{id}` over HTTP through the gateway to the users binary, both registered in a
 //! real Consul, on the nats-server of the rest of the bench: the row to compare with `bare`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_testkit::{TestConsul, TestNats};
 
-use super::{Point, Report, Responder};
+use bytes::Bytes;
+
+use super::{http, Point, Report, Responder};
 
 /// The gateway's HS256 secret in the bench.
 pub const GATEWAY_SECRET: &str = "a-bench-secret-of-at-least-32-bytes";
 
 /// The row's name in the table.
 pub const ROW: &str = "GET /users/{id} gateway";
+/// The floor's rows: the least an HTTP-to-NATS proxy does ([`http::floor`]), in front of
+/// `bare`, and in front of the users service as the gateway row has it.
+const FLOOR_BARE: &str = "HTTP floor -> bare";
+const FLOOR_USERS: &str = "HTTP floor -> users.get";
 
 pub async fn rows(
     client: &async_nats::Client,
@@ -27,11 +33,9 @@ pub async fn rows(
     let db = format!("sqlite://{}/gateway.db", scratch.display());
     let (users, _) = Responder::users_in(&nats.url(), &db, 2, 0, Some(&consul.url()));
     let spawned = Instant::now();
-    let (gateway, bind) = Responder::gateway(&nats.url(), &consul.url());
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .expect("an HTTP client");
+    let (gateway, bind) = Responder::http("gateway", &nats.url(), &consul.url());
+    let (floor, floor_bind) = Responder::http("floor", &nats.url(), &consul.url());
+    let http = reqwest::Client::new();
     let base = format!("http://{bind}");
     until(&http, &format!("{base}/health/ready"), |_| true).await;
     let ready_in = spawned.elapsed();
@@ -44,26 +48,43 @@ pub async fn rows(
 
     let ids = seed(client, 100.min(levels.len() * 25)).await;
     let token = login(&http, &base).await;
-    let urls: Arc<[String]> = ids.iter().map(|id| format!("{base}/users/{id}")).collect();
-    load(
-        &http,
-        &gateway,
-        &users,
-        urls.clone(),
-        &token,
-        4,
-        duration / 2,
-    )
-    .await;
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let through_gateway: Arc<[Bytes]> = ids
+        .iter()
+        .map(|id| http::get(&bind, &format!("/users/{id}"), &auth))
+        .collect();
+    let floor_to = |prefix: &str| -> Arc<[Bytes]> {
+        ids.iter()
+            .map(|id| http::get(&floor_bind, &format!("/{prefix}/{id}"), ""))
+            .collect()
+    };
+    let rows = [
+        (FLOOR_BARE, &floor, None, &floor_bind, floor_to("bare")),
+        (
+            FLOOR_USERS,
+            &floor,
+            Some(&users),
+            &floor_bind,
+            floor_to("users"),
+        ),
+        (ROW, &gateway, Some(&users), &bind, through_gateway),
+    ];
+    for (_, proxy, behind, addr, requests) in &rows {
+        load(proxy, *behind, addr, requests.clone(), 4, duration / 2).await;
+    }
     for &c in levels {
-        let (point, users_cpu) =
-            load(&http, &gateway, &users, urls.clone(), &token, c, duration).await;
-        let per_request = users_cpu.as_secs_f64() * 1e6 / point.requests.max(1) as f64;
-        report.add(ROW, c, point);
-        println!(
-            "{:>26} cpu/req above is the gateway's; the users service's: {per_request:.1} µs",
-            ""
-        );
+        for (name, proxy, behind, addr, requests) in &rows {
+            let (point, behind_cpu) =
+                load(proxy, *behind, addr, requests.clone(), c, duration).await;
+            let per_request = behind_cpu.as_secs_f64() * 1e6 / point.requests.max(1) as f64;
+            report.add(name, c, point);
+            if behind.is_some() {
+                println!(
+                    "{:>26} cpu/req above is the proxy's; the users service's: {per_request:.1} µs",
+                    ""
+                );
+            }
+        }
     }
     println!(
         "gateway start-up (spawn to /health/ready 200): {ready_in:?}; idle RSS: {idle_rss:.1} MiB"
@@ -130,58 +151,34 @@ async fn login(http: &reqwest::Client, base: &str) -> String {
         .to_owned()
 }
 
-/// `concurrency` HTTP callers in a closed loop for `duration`; anything but 200 is an error.
-/// The point's CPU is the gateway's; the users service's comes beside it.
+/// `concurrency` HTTP callers (one keep-alive connection each) in a closed loop for
+/// `duration`; anything but 200 is an error. The point's CPU is `proxy`'s; `behind`'s comes
+/// beside it.
 async fn load(
-    http: &reqwest::Client,
-    gateway: &Responder,
-    users: &Responder,
-    urls: Arc<[String]>,
-    token: &str,
+    proxy: &Responder,
+    behind: Option<&Responder>,
+    addr: &str,
+    requests: Arc<[Bytes]>,
     concurrency: usize,
     duration: Duration,
 ) -> (Point, Duration) {
-    let (gateway_before, users_before) = (gateway.cpu(), users.cpu());
+    let cpu_behind = || behind.map_or(Duration::ZERO, Responder::cpu);
+    let (proxy_before, behind_before) = (proxy.cpu(), cpu_behind());
     let started = Instant::now();
     let end = started + duration;
     let counter = Arc::new(AtomicUsize::new(0));
     let callers = (0..concurrency).map(|_| {
-        let (http, urls, counter) = (http.clone(), urls.clone(), counter.clone());
-        let auth = format!("Bearer {token}");
-        tokio::spawn(async move {
-            let (mut latencies, mut errors, mut first) = (Vec::new(), 0usize, None);
-            while Instant::now() < end {
-                let i = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                let reply = http
-                    .get(&urls[i % urls.len()])
-                    .header("Authorization", &auth)
-                    .send()
-                    .await;
-                match reply {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = r.bytes().await;
-                        latencies.push(t.elapsed());
-                    }
-                    failed => {
-                        errors += 1;
-                        let why = match failed {
-                            Ok(r) => {
-                                format!("{}: {}", r.status(), r.text().await.unwrap_or_default())
-                            }
-                            Err(e) => e.to_string(),
-                        };
-                        first.get_or_insert(why);
-                    }
-                }
-            }
-            (latencies, errors, first)
-        })
+        tokio::spawn(http::caller(
+            addr.to_owned(),
+            requests.clone(),
+            counter.clone(),
+            end,
+        ))
     });
     let point = Point::gather(callers, started).await;
     let point = Point {
-        cpu: gateway.cpu().saturating_sub(gateway_before),
+        cpu: proxy.cpu().saturating_sub(proxy_before),
         ..point
     };
-    (point, users.cpu().saturating_sub(users_before))
+    (point, cpu_behind().saturating_sub(behind_before))
 }
