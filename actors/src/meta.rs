@@ -24,6 +24,9 @@ pub mod header {
     pub const REQUEST_ID: &str = "X-Request-Id";
     /// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
     pub const TRACEPARENT: &str = "traceparent";
+    /// JetStream: a published message's id, which the stream stores once within its
+    /// duplicate window.
+    pub const MESSAGE_ID: &str = "Nats-Msg-Id";
     /// The caller's remaining time budget in whole milliseconds when it sent the request.
     pub const TIMEOUT_MS: &str = "Courier-Timeout-Ms";
     /// Absolute deadline, milliseconds since the Unix epoch: informative, and the fallback for

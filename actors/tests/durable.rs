@@ -269,6 +269,49 @@ async fn a_publish_repeated_with_the_same_id_is_stored_once() {
     assert_eq!(stream_messages(&js, "COURIER_EVENTS").await, 2);
 }
 
+/// The relay's way: a batch published together, each event's result in its place, with the
+/// meaning one publish would give it.
+#[actix_rt::test]
+async fn a_batch_publish_answers_for_each_event_in_its_place() {
+    use courier_actors::durable::DurableError;
+    let js = jetstream().await;
+    ensure_streams(&js.client, &settings()).await.unwrap();
+    // A core subscriber that never answers: a publish to it gets no acknowledgement.
+    let _silent = js.client.subscribe("silent.events").await.unwrap();
+    js.client.flush().await.unwrap();
+    let event = |subject: &str, n: u32| {
+        OutgoingEvent::json(subject, &Ev { n, mode: Mode::Ok }, &Meta::root()).unwrap()
+    };
+    let stored_before = publish(&js, 0, Mode::Ok).await;
+    let mut batch: Vec<OutgoingEvent> = (1..=300).map(|n| event("events.calc.done", n)).collect();
+    batch.insert(10, stored_before.clone());
+    batch.insert(20, event("nowhere.calc.done", 0));
+    batch.insert(30, event("silent.events", 0));
+    let publisher = Publisher::with_timeout(js.client.clone(), Duration::from_millis(500));
+    let results = publisher.publish_all(&batch).await;
+
+    assert_eq!(results.len(), batch.len());
+    for (i, result) in results.iter().enumerate() {
+        match i {
+            20 => assert!(
+                matches!(result, Err(DurableError::NoStream { subject }) if subject == "nowhere.calc.done"),
+                "{result:?}"
+            ),
+            30 => assert!(
+                matches!(result, Err(DurableError::TimedOut { subject }) if subject == "silent.events"),
+                "{result:?}"
+            ),
+            _ => assert!(result.is_ok(), "event {i}: {result:?}"),
+        }
+    }
+    assert_eq!(
+        stream_messages(&js, "COURIER_EVENTS").await,
+        301,
+        "every event stored once, the one stored before not again"
+    );
+    assert!(publisher.publish_all(&[]).await.is_empty());
+}
+
 #[actix_rt::test]
 async fn publishing_where_no_stream_listens_is_a_typed_error() {
     let js = jetstream().await;

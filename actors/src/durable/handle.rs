@@ -166,7 +166,7 @@ fn delivered(msg: &Message) -> Option<Delivered> {
 }
 
 fn message_id(headers: &HeaderMap) -> Option<String> {
-    let id = headers.get("Nats-Msg-Id")?.as_str().trim();
+    let id = headers.get(header::MESSAGE_ID)?.as_str().trim();
     (!id.is_empty()).then(|| id.to_owned())
 }
 

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::DurableError;
@@ -82,6 +83,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Publisher {
     js: async_nats::jetstream::Context,
+    timeout: Duration,
 }
 
 impl Publisher {
@@ -95,7 +97,7 @@ impl Publisher {
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(timeout)
             .build(nats);
-        Self { js }
+        Self { js, timeout }
     }
 
     /// Stores `event` and returns once the stream has acknowledged it. An acknowledgement of a
@@ -120,6 +122,114 @@ impl Publisher {
             tracing::debug!(%subject, id = %event.id, "Event was stored before; not stored again.");
         }
         Ok(())
+    }
+
+    /// Stores `events` together: every publish is sent, then the acknowledgements are awaited
+    /// together, on one subscription, for at most the publisher's timeout in all. What the
+    /// outbox relay does with a pass; cheaper per event than [`Publisher::publish`], which
+    /// waits for each acknowledgement as a request of its own (an inbox, a timer, a channel
+    /// each). The result of each event is in its place, with the same meaning as
+    /// [`Publisher::publish`]'s.
+    pub async fn publish_all(&self, events: &[OutgoingEvent]) -> Vec<Result<(), DurableError>> {
+        let client = self.js.client();
+        let inbox = client.new_inbox();
+        let mut acks = match client.subscribe(format!("{inbox}.*")).await {
+            Ok(acks) => acks,
+            Err(_) => return events.iter().map(|e| Err(e.no_ack())).collect(),
+        };
+        let mut results: Vec<Option<Result<(), DurableError>>> =
+            events.iter().map(|_| None).collect();
+        let mut awaited = 0;
+        for (i, event) in events.iter().enumerate() {
+            let mut headers = event.headers();
+            headers.insert(header::MESSAGE_ID, event.id.as_str());
+            let sent = client
+                .publish_with_reply_and_headers(
+                    event.subject.clone(),
+                    format!("{inbox}.{i}"),
+                    headers,
+                    event.payload.clone(),
+                )
+                .await;
+            match sent {
+                Ok(()) => awaited += 1,
+                Err(_) => results[i] = Some(Err(event.no_ack())),
+            }
+        }
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        while awaited > 0 {
+            let ack = tokio::select! {
+                ack = acks.next() => ack,
+                () = &mut deadline => break,
+            };
+            let Some(ack) = ack else { break };
+            let place = ack
+                .subject
+                .rsplit('.')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok());
+            let Some(result) = place.and_then(|i| results.get_mut(i)) else {
+                continue;
+            };
+            if result.is_none() {
+                let event = &events[place.unwrap_or_default()];
+                *result = Some(acknowledged(event, &ack));
+                awaited -= 1;
+            }
+        }
+        results
+            .into_iter()
+            .zip(events)
+            .map(|(result, event)| {
+                result.unwrap_or_else(|| {
+                    Err(DurableError::TimedOut {
+                        subject: event.subject.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+impl OutgoingEvent {
+    fn no_ack(&self) -> DurableError {
+        DurableError::NoAck {
+            subject: self.subject.clone(),
+        }
+    }
+}
+
+/// What the stream's answer to the publish of `event` says: stored (a duplicate is stored
+/// too, once), no stream for the subject, or refused.
+fn acknowledged(event: &OutgoingEvent, ack: &async_nats::Message) -> Result<(), DurableError> {
+    use async_nats::jetstream::publish::PublishAck;
+    use async_nats::jetstream::response::Response;
+    let subject = &event.subject;
+    if ack.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        return Err(DurableError::NoStream {
+            subject: subject.clone(),
+        });
+    }
+    let refused = |source| DurableError::Publish {
+        subject: subject.clone(),
+        source,
+    };
+    match serde_json::from_slice::<Response<PublishAck>>(&ack.payload) {
+        Ok(Response::Ok(stored)) => {
+            if stored.duplicate {
+                tracing::debug!(%subject, id = %event.id, "Event was stored before; not stored again.");
+            }
+            Ok(())
+        }
+        Ok(Response::Err { error }) => Err(refused(PublishError::with_source(
+            PublishErrorKind::Other,
+            error,
+        ))),
+        Err(e) => Err(refused(PublishError::with_source(
+            PublishErrorKind::Other,
+            e,
+        ))),
     }
 }
 

@@ -121,18 +121,21 @@ impl RelayHandle {
 /// resolves, then makes one last pass: what `Kit::serve` runs beside a service.
 pub async fn run_relay(db: Database, nats: async_nats::Client, stop: impl Future<Output = ()>) {
     let publisher = Publisher::new(nats);
-    let publish = move |event: PendingEvent| {
+    let publish = move |pending: Vec<PendingEvent>| {
         let publisher = publisher.clone();
         async move {
-            let event = OutgoingEvent {
-                id: event.id,
-                subject: event.subject,
-                payload: event.payload.into(),
-                codec: Codec::Json,
-                request_id: event.request_id,
-                traceparent: event.traceparent,
-            };
-            publisher.publish(event).await
+            let events: Vec<OutgoingEvent> = pending
+                .into_iter()
+                .map(|event| OutgoingEvent {
+                    id: event.id,
+                    subject: event.subject,
+                    payload: event.payload.into(),
+                    codec: Codec::Json,
+                    request_id: event.request_id,
+                    traceparent: event.traceparent,
+                })
+                .collect();
+            publisher.publish_all(&events).await
         }
     };
     Relay::new(db).run(publish, stop).await;

@@ -68,13 +68,14 @@ impl Relay {
         Self { db }
     }
 
-    /// Publishes pending events with `publish` (which resolves once the broker acknowledged
-    /// the event) until `stop` resolves, then makes one last pass, so that what was committed
-    /// before the stop leaves before the process does.
+    /// Publishes pending events with `publish` until `stop` resolves, then makes one last
+    /// pass, so that what was committed before the stop leaves before the process does.
+    /// `publish` is given the events of a pass and resolves once the broker acknowledged them,
+    /// with the result of each event in its place.
     pub async fn run<P, F, E>(self, publish: P, stop: impl Future<Output = ()>)
     where
-        P: Fn(PendingEvent) -> F,
-        F: Future<Output = Result<(), E>>,
+        P: Fn(Vec<PendingEvent>) -> F,
+        F: Future<Output = Vec<Result<(), E>>>,
         E: Display,
     {
         let mut stop = std::pin::pin!(stop);
@@ -118,12 +119,12 @@ impl Relay {
         }
     }
 
-    /// Publishes up to `BATCH` (1024) pending events, acknowledgements awaited together, and
-    /// deletes those acknowledged.
+    /// Publishes up to `BATCH` (1024) pending events with one call of `publish`, and deletes
+    /// those acknowledged.
     pub async fn pass<P, F, E>(&self, publish: &P) -> Result<Pass, StoreError>
     where
-        P: Fn(PendingEvent) -> F,
-        F: Future<Output = Result<(), E>>,
+        P: Fn(Vec<PendingEvent>) -> F,
+        F: Future<Output = Vec<Result<(), E>>>,
         E: Display,
     {
         let pending: Vec<PendingEvent> = self.db.all(PENDING, &[BATCH.into()]).await?;
@@ -131,7 +132,19 @@ impl Relay {
             return Ok(Pass::default());
         }
         let ids: Vec<String> = pending.iter().map(|event| event.id.clone()).collect();
-        let results = futures::future::join_all(pending.into_iter().map(publish)).await;
+        let results = publish(pending).await;
+        if results.len() != ids.len() {
+            // A publisher that lost count: nothing is known to be acknowledged.
+            tracing::error!(
+                events = ids.len(),
+                results = results.len(),
+                "The publisher answered for another number of events; none deleted."
+            );
+            return Ok(Pass {
+                published: 0,
+                failed: ids.len(),
+            });
+        }
         let mut acked = Vec::with_capacity(ids.len());
         let mut failed = 0;
         for (id, result) in ids.iter().zip(results) {

@@ -184,13 +184,21 @@ struct Broker {
 }
 
 impl Broker {
-    fn publish(&self) -> impl Fn(PendingEvent) -> std::future::Ready<Result<(), String>> + '_ {
-        move |event| {
-            if *self.failing.lock().unwrap() {
-                return std::future::ready(Err("broker down".to_owned()));
-            }
-            self.published.lock().unwrap().push(event);
-            std::future::ready(Ok(()))
+    fn publish(
+        &self,
+    ) -> impl Fn(Vec<PendingEvent>) -> std::future::Ready<Vec<Result<(), String>>> + '_ {
+        move |events| {
+            let results = events
+                .into_iter()
+                .map(|event| {
+                    if *self.failing.lock().unwrap() {
+                        return Err("broker down".to_owned());
+                    }
+                    self.published.lock().unwrap().push(event);
+                    Ok(())
+                })
+                .collect();
+            std::future::ready(results)
         }
     }
 
