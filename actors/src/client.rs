@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::client::RequestErrorKind;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::meta::header;
+use crate::meta::name;
 use crate::{CallError, Codec, Meta, ServiceError};
 
 /// A typed request-reply and publish helper over one NATS connection. Cheap to clone.
@@ -69,7 +69,7 @@ impl Client {
                 source,
             })?;
         let mut headers = meta.outgoing_headers();
-        headers.insert(header::CONTENT_TYPE, self.codec.content_type());
+        headers.insert(name::content_type(), self.codec.content_type());
         let request = async_nats::Request::new()
             .payload(payload)
             .headers(headers)
@@ -104,7 +104,7 @@ impl Client {
         let content_type = reply
             .headers
             .as_ref()
-            .and_then(|h| h.get(header::CONTENT_TYPE));
+            .and_then(|h| h.get(name::content_type()));
         let codec =
             Codec::from_content_type(content_type.map(|v| v.as_str())).unwrap_or(self.codec);
         if let Some(error) = wire_error(reply, codec) {
@@ -139,7 +139,7 @@ impl Client {
         let mut untimed = meta.clone();
         untimed.deadline = None;
         let mut headers = untimed.outgoing_headers();
-        headers.insert(header::CONTENT_TYPE, Codec::Json.content_type());
+        headers.insert(name::content_type(), Codec::Json.content_type());
         self.nats
             .publish_with_headers(subject.to_owned(), headers, payload)
             .await
@@ -170,13 +170,13 @@ fn request_failed(subject: &str, wait: Duration, e: async_nats::RequestError) ->
 fn wire_error(reply: &async_nats::Message, codec: Codec) -> Option<ServiceError> {
     let headers = reply.headers.as_ref()?;
     let code = headers
-        .get(header::SERVICE_ERROR_CODE)?
+        .get(name::service_error_code())?
         .as_str()
         .trim()
         .parse()
         .unwrap_or(500);
     let message = headers
-        .get(header::SERVICE_ERROR)
+        .get(name::service_error())
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
     Some(

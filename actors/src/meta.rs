@@ -45,6 +45,38 @@ pub mod header {
     pub const AUTH_ROLES: &str = "Courier-Auth-Roles";
 }
 
+/// The names of [`header`] as made `HeaderName`s, built at compile time: a lookup or insert
+/// by `&str` validates the name and allocates a copy of it on every call, and these sit on
+/// the path of every request and event.
+pub(crate) mod name {
+    use async_nats::HeaderName;
+
+    use super::header;
+
+    macro_rules! names {
+        ($($name:ident = $header:ident),* $(,)?) => {$(
+            #[inline]
+            pub(crate) fn $name() -> HeaderName {
+                const { HeaderName::from_static(header::$header) }
+            }
+        )*};
+    }
+
+    names! {
+        content_type = CONTENT_TYPE,
+        request_id = REQUEST_ID,
+        traceparent = TRACEPARENT,
+        timeout_ms = TIMEOUT_MS,
+        deadline = DEADLINE,
+        service_error = SERVICE_ERROR,
+        service_error_code = SERVICE_ERROR_CODE,
+        retry_after_ms = RETRY_AFTER_MS,
+        auth_subject = AUTH_SUBJECT,
+        auth_roles = AUTH_ROLES,
+        message_id = MESSAGE_ID,
+    }
+}
+
 /// The end user a request is made for, as the gateway verified it from a token.
 ///
 /// NATS permissions, not this type, decide who may set the headers: the gateway strips them
@@ -67,12 +99,12 @@ impl Caller {
     /// Reads `Courier-Auth-Subject` and `Courier-Auth-Roles`; `None` without a subject.
     fn from_headers(headers: Option<&HeaderMap>) -> Option<Self> {
         let headers = headers?;
-        let subject = headers.get(header::AUTH_SUBJECT)?.as_str().trim();
+        let subject = headers.get(name::auth_subject())?.as_str().trim();
         if subject.is_empty() {
             return None;
         }
         let roles = headers
-            .get(header::AUTH_ROLES)
+            .get(name::auth_roles())
             .map(|v| v.as_str())
             .unwrap_or_default()
             .split(',')
@@ -88,9 +120,9 @@ impl Caller {
 
     /// Writes the two headers.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(header::AUTH_SUBJECT, self.subject.as_str());
+        headers.insert(name::auth_subject(), self.subject.as_str());
         if !self.roles.is_empty() {
-            headers.insert(header::AUTH_ROLES, self.roles.join(",").as_str());
+            headers.insert(name::auth_roles(), self.roles.join(",").as_str());
         }
     }
 }
@@ -146,11 +178,11 @@ impl Meta {
     pub fn from_headers(headers: Option<&HeaderMap>) -> Result<Self, HeaderError> {
         let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
         let request_id = request_id(headers);
-        let trace = get(header::TRACEPARENT)
+        let trace = get(name::traceparent())
             .and_then(TraceContext::parse)
             .map(|parent| parent.child())
             .unwrap_or_else(TraceContext::new_root);
-        let deadline = match (get(header::TIMEOUT_MS), get(header::DEADLINE)) {
+        let deadline = match (get(name::timeout_ms()), get(name::deadline())) {
             (Some(budget), _) => Some(Instant::now() + parse_budget(budget)?),
             (None, Some(absolute)) => Some(Instant::now() + until(parse_deadline(absolute)?)),
             (None, None) => None,
@@ -191,12 +223,12 @@ impl Meta {
     /// now, and the absolute deadline it makes on this host's clock.
     pub fn outgoing_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::REQUEST_ID, self.request_id.as_str());
-        headers.insert(header::TRACEPARENT, self.trace.to_header().as_str());
+        headers.insert(name::request_id(), self.request_id.as_str());
+        headers.insert(name::traceparent(), self.trace.to_header().as_str());
         if let Some(left) = self.remaining() {
-            headers.insert(header::TIMEOUT_MS, left.as_millis().to_string().as_str());
+            headers.insert(name::timeout_ms(), left.as_millis().to_string().as_str());
             let absolute = unix_millis(SystemTime::now() + left);
-            headers.insert(header::DEADLINE, absolute.to_string().as_str());
+            headers.insert(name::deadline(), absolute.to_string().as_str());
         }
         if let Some(caller) = &self.caller {
             caller.write_headers(&mut headers);
@@ -209,7 +241,7 @@ impl Meta {
 /// used where the rest of the headers may be malformed, so an error reply still echoes it.
 pub(crate) fn request_id(headers: Option<&HeaderMap>) -> String {
     headers
-        .and_then(|h| h.get(header::REQUEST_ID))
+        .and_then(|h| h.get(name::request_id()))
         .map(|v| v.as_str().trim())
         .filter(|id| !id.is_empty())
         .map_or_else(new_request_id, str::to_owned)

@@ -13,7 +13,7 @@ use futures::FutureExt;
 use super::consumer::Consumer;
 use super::dead_letter::{self, Circumstances, Reason};
 use super::subscription::Outcome;
-use crate::meta::header;
+use crate::meta::name;
 use crate::service::CancelOnDrop;
 use crate::{Codec, Meta};
 
@@ -54,7 +54,7 @@ impl Consumer {
     async fn verdict(&self, msg: &Message, delivered: &Delivered) -> Verdict {
         let headers = msg.headers.as_ref();
         let content_type = headers
-            .and_then(|h| h.get(header::CONTENT_TYPE))
+            .and_then(|h| h.get(name::content_type()))
             .map(|v| v.as_str());
         let codec = match Codec::from_content_type(content_type) {
             Ok(codec) => codec,
@@ -166,7 +166,7 @@ fn delivered(msg: &Message) -> Option<Delivered> {
 }
 
 fn message_id(headers: &HeaderMap) -> Option<String> {
-    let id = headers.get(header::MESSAGE_ID)?.as_str().trim();
+    let id = headers.get(name::message_id())?.as_str().trim();
     (!id.is_empty()).then(|| id.to_owned())
 }
 

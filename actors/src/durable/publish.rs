@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::DurableError;
 use crate::codec::EncodeError;
-use crate::meta::header;
+use crate::meta::name;
 use crate::{Codec, Meta};
 
 /// An event to store: what an outbox row holds.
@@ -59,12 +59,12 @@ impl OutgoingEvent {
     /// The headers it travels with, `Nats-Msg-Id` apart.
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, self.codec.content_type());
+        headers.insert(name::content_type(), self.codec.content_type());
         if let Some(id) = &self.request_id {
-            headers.insert(header::REQUEST_ID, id.as_str());
+            headers.insert(name::request_id(), id.as_str());
         }
         if let Some(trace) = &self.traceparent {
-            headers.insert(header::TRACEPARENT, trace.as_str());
+            headers.insert(name::traceparent(), trace.as_str());
         }
         headers
     }
@@ -142,7 +142,7 @@ impl Publisher {
         let mut awaited = 0;
         for (i, event) in events.iter().enumerate() {
             let mut headers = event.headers();
-            headers.insert(header::MESSAGE_ID, event.id.as_str());
+            headers.insert(name::message_id(), event.id.as_str());
             let sent = client
                 .publish_with_reply_and_headers(
                     event.subject.clone(),
@@ -249,6 +249,7 @@ fn publish_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::header;
 
     #[test]
     fn event_ids_are_uuid_v7_and_sort_by_time() {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{EndpointRuntime, Shared};
 use crate::error::truncate;
-use crate::meta::{header, request_id, HeaderError};
+use crate::meta::{name, request_id, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
 use crate::{Codec, Error, Meta, ServiceError};
@@ -128,7 +128,7 @@ async fn accept<'a>(
             ep.stats.failed(error.code, &error.message);
             let (codec, request_id) = (reply_codec(&msg), request_id(msg.headers.as_ref()));
             let mut headers = error_headers(codec, &request_id, &error);
-            headers.insert(header::RETRY_AFTER_MS, RETRY_AFTER_MS);
+            headers.insert(name::retry_after_ms(), RETRY_AFTER_MS);
             let reply = Reply {
                 subject: reply,
                 codec,
@@ -173,8 +173,8 @@ async fn handle(
         Ok(payload) => {
             let headers = msg.headers.is_some().then(|| {
                 let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, codec.content_type());
-                headers.insert(header::REQUEST_ID, request_id.as_str());
+                headers.insert(name::content_type(), codec.content_type());
+                headers.insert(name::request_id(), request_id.as_str());
                 headers
             });
             (headers, payload)
@@ -288,7 +288,7 @@ impl Drop for CancelOnDrop {
 fn content_type(msg: &Message) -> Option<&str> {
     msg.headers
         .as_ref()?
-        .get(header::CONTENT_TYPE)
+        .get(name::content_type())
         .map(|v| v.as_str())
 }
 
@@ -302,15 +302,15 @@ const ERROR_HEADER_BYTES: usize = 256;
 
 fn error_headers(codec: Codec, request_id: &str, error: &ServiceError) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, codec.content_type());
-    headers.insert(header::REQUEST_ID, request_id);
+    headers.insert(name::content_type(), codec.content_type());
+    headers.insert(name::request_id(), request_id);
     // Header values are one line; the body keeps the message as it was.
     let one_line: String = truncate(&error.message, ERROR_HEADER_BYTES)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    headers.insert(header::SERVICE_ERROR, one_line.as_str());
-    headers.insert(header::SERVICE_ERROR_CODE, error.code.to_string().as_str());
+    headers.insert(name::service_error(), one_line.as_str());
+    headers.insert(name::service_error_code(), error.code.to_string().as_str());
     headers
 }
 
@@ -402,7 +402,7 @@ pub(super) async fn serve_srv(
         // Invariant: the replies are plain structs of strings, numbers and string maps.
         let body = body.expect("$SRV replies always encode");
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, crate::codec::JSON);
+        headers.insert(name::content_type(), crate::codec::JSON);
         publish(&nats, reply, headers, body.into()).await;
     }
 }
