@@ -73,7 +73,11 @@ impl OutgoingEvent {
 /// A fresh UUIDv7 (RFC 9562): Unix milliseconds, then random bits. Ids sort by time, which
 /// keeps an outbox table's index and the stream's dedupe table tidy.
 pub fn new_event_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::now_v7()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// How long to wait for the stream's acknowledgement by default.

@@ -23,7 +23,7 @@ use crate::StoreError;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The statements each connection keeps prepared.
-const CACHED_STATEMENTS: usize = 32;
+const CACHED_STATEMENTS: usize = 64;
 
 thread_local! {
     /// This thread's read connections, by file.

@@ -156,16 +156,17 @@ impl Relay {
                 }
             }
         }
-        if !acked.is_empty() {
-            let sql = delete_sql(acked.len());
+        let published = acked.len();
+        if let Some(&last) = acked.last() {
+            // Padded to a power of two with the last id again, so that a handful of statements
+            // (1, 2, 4 .. 1024 ids) serve every pass and stay prepared.
+            let size = acked.len().next_power_of_two();
+            acked.resize(size, last);
             let mut delete = self.db.begin().await?;
-            delete.execute(&sql, &acked).await?;
+            delete.execute(&delete_sql(size), &acked).await?;
             delete.commit().await?;
         }
-        Ok(Pass {
-            published: acked.len(),
-            failed,
-        })
+        Ok(Pass { published, failed })
     }
 }
 

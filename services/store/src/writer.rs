@@ -108,7 +108,7 @@ impl Writer {
                 .map_err(|_| StoreError::Busy)?
         };
         if session.group.is_none() {
-            session.connection.execute_batch("BEGIN IMMEDIATE")?;
+            control(&session.connection, "BEGIN IMMEDIATE")?;
             let id = session.next_group;
             session.next_group += 1;
             session.group = Some(Group {
@@ -117,7 +117,7 @@ impl Writer {
                 led: false,
             });
         }
-        if let Err(error) = session.connection.execute_batch("SAVEPOINT write") {
+        if let Err(error) = control(&session.connection, "SAVEPOINT write") {
             end_turn(session, &self.waiting, false);
             return Err(error.into());
         }
@@ -170,7 +170,7 @@ impl WriteTx {
     /// Keeps the write's changes in the group, and returns once the group has committed.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         let mut session = self.session.take().expect("a write in its turn");
-        if let Err(error) = session.connection.execute_batch("RELEASE write") {
+        if let Err(error) = control(&session.connection, "RELEASE write") {
             drop(self.undo(session));
             return Err(error.into());
         }
@@ -307,12 +307,18 @@ fn end_turn(mut session: OwnedMutexGuard<Session>, waiting: &AtomicUsize, may_le
     false
 }
 
+/// Runs a statement of the write protocol (begin, savepoint, release, commit), prepared once
+/// per connection: `execute_batch` parses it again on every call, and every write runs two.
+fn control(connection: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Commits the open transaction and tells each member how it went.
 fn commit_group(session: &mut Session) {
     let Some(group) = session.group.take() else {
         return;
     };
-    let outcome = match session.connection.execute_batch("COMMIT") {
+    let outcome = match control(&session.connection, "COMMIT") {
         Ok(()) => Ok(()),
         Err(error) => {
             if !session.connection.is_autocommit() {

@@ -266,6 +266,31 @@ async fn events_leave_only_when_their_write_commits_and_once_acknowledged_are_fo
     .await;
 }
 
+/// The delete of a pass is padded to a power of two (3 ids become 4): the count and the rows
+/// deleted are still the events published.
+#[tokio::test]
+async fn a_pass_of_three_counts_and_deletes_three() {
+    on_both("relay_three", |db| async move {
+        let broker = Broker::default();
+        let mut write = db.begin().await.unwrap();
+        for n in 0..3 {
+            write
+                .event("events.things.made", &json!({ "n": n }), &Meta::root())
+                .await
+                .unwrap();
+        }
+        write.commit().await.unwrap();
+        let pass = Relay::new(db.clone())
+            .pass(&broker.publish())
+            .await
+            .unwrap();
+        assert_eq!((pass.published, pass.failed), (3, 0));
+        assert_eq!(broker.subjects().len(), 3);
+        assert_eq!(outbox_rows(&db).await, 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_relay_publishes_a_commit_at_once_and_what_is_left_at_stop() {
     on_both("relay", |db| async move {
