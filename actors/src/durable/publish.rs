@@ -56,6 +56,13 @@ impl OutgoingEvent {
         self
     }
 
+    /// What a publish whose acknowledgement was lost (or never asked for) ends in.
+    fn no_ack(&self) -> DurableError {
+        DurableError::NoAck {
+            subject: self.subject.clone(),
+        }
+    }
+
     /// The headers it travels with, `Nats-Msg-Id` apart.
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -168,17 +175,11 @@ impl Publisher {
                 () = &mut deadline => break,
             };
             let Some(ack) = ack else { break };
-            let place = ack
-                .subject
-                .rsplit('.')
-                .next()
-                .and_then(|i| i.parse::<usize>().ok());
-            let Some(result) = place.and_then(|i| results.get_mut(i)) else {
-                continue;
-            };
-            if result.is_none() {
-                let event = &events[place.unwrap_or_default()];
-                *result = Some(acknowledged(event, &ack));
+            // `<inbox>.<place>`; anything else, or a place answered already, is ignored.
+            let place = ack.subject.rsplit('.').next().and_then(|i| i.parse().ok());
+            if let Some(i) = place.filter(|&i: &usize| results.get(i).is_some_and(Option::is_none))
+            {
+                results[i] = Some(acknowledged(&events[i], &ack));
                 awaited -= 1;
             }
         }
@@ -193,14 +194,6 @@ impl Publisher {
                 })
             })
             .collect()
-    }
-}
-
-impl OutgoingEvent {
-    fn no_ack(&self) -> DurableError {
-        DurableError::NoAck {
-            subject: self.subject.clone(),
-        }
     }
 }
 
