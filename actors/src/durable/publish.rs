@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -93,22 +92,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Publishes durable events and waits for the stream to store them. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    js: async_nats::jetstream::Context,
+    nats: async_nats::Client,
     timeout: Duration,
 }
 
 impl Publisher {
-    /// A publisher on `nats` that waits up to 5 s for each acknowledgement.
+    /// A publisher on `nats` that waits up to 5 s for the acknowledgements of a publish.
     pub fn new(nats: async_nats::Client) -> Self {
         Self::with_timeout(nats, ACK_TIMEOUT)
     }
 
-    /// A publisher that waits up to `timeout` for each acknowledgement.
+    /// A publisher that waits up to `timeout` for the acknowledgements of a publish.
     pub fn with_timeout(nats: async_nats::Client, timeout: Duration) -> Self {
-        let js = async_nats::jetstream::ContextBuilder::new()
-            .timeout(timeout)
-            .build(nats);
-        Self { js, timeout }
+        Self { nats, timeout }
     }
 
     /// Stores `event` and returns once the stream has acknowledged it. An acknowledgement of a
@@ -116,33 +112,17 @@ impl Publisher {
     /// once. On [`DurableError::TimedOut`] or [`DurableError::NoAck`] the event may be stored
     /// or not; publishing it again with the same id is safe.
     pub async fn publish(&self, event: OutgoingEvent) -> Result<(), DurableError> {
-        let publish = Publish::build()
-            .payload(event.payload.clone())
-            .headers(event.headers())
-            .message_id(&event.id);
-        let subject = event.subject;
-        let failed = |e| publish_failed(&subject, e);
-        let ack = self
-            .js
-            .send_publish(subject.clone(), publish)
-            .await
-            .map_err(failed)?
-            .await
-            .map_err(failed)?;
-        if ack.duplicate {
-            tracing::debug!(%subject, id = %event.id, "Event was stored before; not stored again.");
-        }
-        Ok(())
+        let mut results = self.publish_all(std::slice::from_ref(&event)).await;
+        results.pop().unwrap_or_else(|| Err(event.no_ack()))
     }
 
     /// Stores `events` together: every publish is sent, then the acknowledgements are awaited
     /// together, on one subscription, for at most the publisher's timeout in all. What the
-    /// outbox relay does with a pass; cheaper per event than [`Publisher::publish`], which
-    /// waits for each acknowledgement as a request of its own (an inbox, a timer, a channel
-    /// each). The result of each event is in its place, with the same meaning as
-    /// [`Publisher::publish`]'s.
+    /// outbox relay does with a pass: cheaper per event than a JetStream request each (an
+    /// inbox, a timer, a channel each). The result of each event is in its place, with the
+    /// meaning [`Publisher::publish`] gives it.
     pub async fn publish_all(&self, events: &[OutgoingEvent]) -> Vec<Result<(), DurableError>> {
-        let client = self.js.client();
+        let client = &self.nats;
         let inbox = client.new_inbox();
         let mut acks = match client.subscribe(format!("{inbox}.*")).await {
             Ok(acks) => acks,
@@ -164,7 +144,7 @@ impl Publisher {
                 .await;
             match sent {
                 Ok(()) => awaited += 1,
-                Err(_) => results[i] = Some(Err(event.no_ack())),
+                Err(error) => results[i] = Some(Err(not_sent(event, error))),
             }
         }
         let deadline = tokio::time::sleep(self.timeout);
@@ -230,16 +210,18 @@ fn acknowledged(event: &OutgoingEvent, ack: &async_nats::Message) -> Result<(), 
     }
 }
 
-fn publish_failed(
-    subject: &str,
-    source: async_nats::jetstream::context::PublishError,
-) -> DurableError {
-    let subject = subject.to_owned();
-    match source.kind() {
-        PublishErrorKind::StreamNotFound => DurableError::NoStream { subject },
-        PublishErrorKind::TimedOut => DurableError::TimedOut { subject },
-        PublishErrorKind::BrokenPipe => DurableError::NoAck { subject },
-        _ => DurableError::Publish { subject, source },
+/// Why a publish did not leave: too large (or an invalid subject) for good, or the
+/// connection is closing, when the acknowledgement is as good as lost.
+fn not_sent(event: &OutgoingEvent, error: async_nats::client::PublishError) -> DurableError {
+    use async_nats::client::PublishErrorKind as Kind;
+    let kind = match error.kind() {
+        Kind::MaxPayloadExceeded => PublishErrorKind::MaxPayloadExceeded,
+        Kind::InvalidSubject => PublishErrorKind::Other,
+        Kind::Send => return event.no_ack(),
+    };
+    DurableError::Publish {
+        subject: event.subject.clone(),
+        source: PublishError::with_source(kind, error),
     }
 }
 
