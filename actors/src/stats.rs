@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 pub mod metric_names {
     /// Requests received by an endpoint (`$SRV.STATS` `num_requests`).
     pub const REQUESTS: &str = "courier_endpoint_requests_total";
-    /// Requests answered with an error (`$SRV.STATS` `num_errors`).
+    /// Requests answered with an error, by wire code (`$SRV.STATS` `num_errors` is the
+    /// endpoint's sum over codes).
     pub const ERRORS: &str = "courier_endpoint_errors_total";
     /// Requests refused at once because the endpoint was at its in-flight limit.
     pub const REJECTED: &str = "courier_endpoint_rejected_total";
@@ -33,6 +34,7 @@ pub mod metric_names {
 #[derive(Clone)]
 pub(crate) struct Metrics {
     requests: IntCounterVec,
+    /// Labels `endpoint`, `code`.
     errors: IntCounterVec,
     rejected: IntCounterVec,
     processing: HistogramVec,
@@ -57,8 +59,11 @@ impl Metrics {
         let requests =
             IntCounterVec::new(opts(metric_names::REQUESTS, "Requests received."), labels)?;
         let errors = IntCounterVec::new(
-            opts(metric_names::ERRORS, "Requests answered with an error."),
-            labels,
+            opts(
+                metric_names::ERRORS,
+                "Requests answered with an error, by code.",
+            ),
+            &["endpoint", "code"],
         )?;
         let rejected = IntCounterVec::new(
             opts(
@@ -106,7 +111,8 @@ impl Metrics {
     pub(crate) fn endpoint(&self, name: &str, max_in_flight: usize) -> EndpointStats {
         EndpointStats {
             requests: self.requests.with_label_values(&[name]),
-            errors: self.errors.with_label_values(&[name]),
+            endpoint: name.to_owned(),
+            errors: self.errors.clone(),
             rejected: self.rejected.with_label_values(&[name]),
             processing: self.processing.with_label_values(&[name]),
             last_error: Arc::new(Mutex::new(String::new())),
@@ -118,8 +124,10 @@ impl Metrics {
 /// The counters of one endpoint.
 #[derive(Clone)]
 pub(crate) struct EndpointStats {
+    endpoint: String,
     requests: IntCounter,
-    errors: IntCounter,
+    /// Every endpoint's errors by code: a code's series appears with its first error.
+    errors: IntCounterVec,
     rejected: IntCounter,
     processing: Histogram,
     last_error: Arc<Mutex<String>>,
@@ -157,7 +165,9 @@ impl EndpointStats {
     }
 
     pub(crate) fn failed(&self, code: u16, message: &str) {
-        self.errors.inc();
+        self.errors
+            .with_label_values(&[self.endpoint.as_str(), &code.to_string()])
+            .inc();
         let last = format!(
             "{code} {}",
             crate::error::truncate(message, LAST_ERROR_BYTES)
@@ -169,10 +179,27 @@ impl EndpointStats {
         self.rejected.inc();
     }
 
+    /// This endpoint's errors, summed over the codes seen.
+    fn errors_over_codes(&self) -> u64 {
+        use prometheus::core::Collector;
+        let families = self.errors.collect();
+        families
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|metric| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "endpoint" && l.value() == self.endpoint)
+            })
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             num_requests: self.requests.get(),
-            num_errors: self.errors.get(),
+            num_errors: self.errors_over_codes(),
             last_error: self
                 .last_error
                 .lock()
@@ -277,10 +304,15 @@ mod tests {
         s.received();
         s.received();
         s.failed(404, "no such user");
+        s.failed(404, "no such user");
+        s.failed(400, "id: not a UUID");
         s.handled(Duration::from_millis(3));
         let snap = s.snapshot();
-        assert_eq!((snap.num_requests, snap.num_errors), (2, 1));
-        assert_eq!(snap.last_error, "404 no such user");
+        assert_eq!((snap.num_requests, snap.num_errors), (2, 3));
+        assert_eq!(snap.last_error, "400 id: not a UUID");
+        s.failed(404, "no such user");
+        assert_eq!(s.snapshot().num_errors, 4, "every code counts");
+        assert_eq!(s.snapshot().last_error, "404 no such user");
         assert!(
             (2_900_000..3_100_000).contains(&snap.processing_time_ns),
             "{}",
@@ -293,6 +325,12 @@ mod tests {
             text.contains(r#"courier_endpoint_requests_total{endpoint="get",service="users"} 2"#),
             "{text}"
         );
+        for (code, count) in [("400", 1), ("404", 3)] {
+            let line = format!(
+                r#"courier_endpoint_errors_total{{code="{code}",endpoint="get",service="users"}} {count}"#
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[tokio::test]

@@ -134,7 +134,10 @@ async fn stats_and_prometheus_report_the_same_counters() {
         .encode_to_string(&t.registry.gather())
         .unwrap();
     let metric = |name: &str| -> f64 {
-        let prefix = format!("{name}{{endpoint=\"add\",service=\"calc\"}} ");
+        let prefix = match name.strip_suffix("#422") {
+            Some(name) => format!("{name}{{code=\"422\",endpoint=\"add\",service=\"calc\"}} "),
+            None => format!("{name}{{endpoint=\"add\",service=\"calc\"}} "),
+        };
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
@@ -142,7 +145,7 @@ async fn stats_and_prometheus_report_the_same_counters() {
             .unwrap()
     };
     assert_eq!(metric("courier_endpoint_requests_total"), 6.0);
-    assert_eq!(metric("courier_endpoint_errors_total"), 1.0);
+    assert_eq!(metric("courier_endpoint_errors_total#422"), 1.0);
     let sum_ns = (metric("courier_endpoint_processing_seconds_sum") * 1e9) as u64;
     assert!(
         sum_ns.abs_diff(add["processing_time"].as_u64().unwrap()) <= 1,

@@ -24,6 +24,9 @@ pub struct EventsSettings {
     pub subjects: Vec<String>,
     /// `file` (survives a server restart) or `memory`.
     pub storage: Storage,
+    /// Copies of each stream kept by a JetStream cluster (1 to 5; 3 survives one server
+    /// lost). A single server takes only 1.
+    pub replicas: usize,
     /// How long the stream remembers a `Nats-Msg-Id`: a publish retried within it is stored
     /// once. At most `max_age`.
     #[serde(with = "humantime_serde")]
@@ -66,6 +69,7 @@ impl Default for EventsSettings {
             stream: "COURIER_EVENTS".to_owned(),
             subjects: vec!["events.>".to_owned()],
             storage: Storage::File,
+            replicas: 1,
             duplicate_window: Duration::from_secs(2 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: -1,
@@ -165,6 +169,13 @@ impl EventsSettings {
 
     fn validate_limits(&self) -> Result<(), Invalid> {
         let show = humantime_serde::re::humantime::format_duration;
+        if !(1..=5).contains(&self.replicas) {
+            return Err(Invalid::new(
+                "events.replicas",
+                self.replicas,
+                "must be 1 to 5 (the most JetStream keeps)",
+            ));
+        }
         if self.duplicate_window.is_zero() {
             return Err(Invalid::new(
                 "events.duplicate_window",
@@ -248,6 +259,7 @@ mod tests {
         assert_eq!(s.storage, Storage::File);
         assert_eq!(s.max_age, Duration::from_secs(604_800));
         assert_eq!(s.subjects, ["events.>"]);
+        assert_eq!(s.replicas, 1);
     }
 
     #[test]
@@ -286,7 +298,21 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(&str, EventsSettings); 6] = [
+        let cases: [(&str, EventsSettings); 8] = [
+            (
+                "events.replicas",
+                EventsSettings {
+                    replicas: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "events.replicas",
+                EventsSettings {
+                    replicas: 6,
+                    ..Default::default()
+                },
+            ),
             (
                 "events.stream",
                 EventsSettings {

@@ -75,6 +75,8 @@ pub async fn run(
     let registry = prometheus::Registry::new();
     let metrics = metrics::Metrics::register(&registry).context("registering metrics")?;
     let events = courier_runtime::nats::NatsEvents::register(&registry)?;
+    courier_runtime::metrics::build_info(&registry, SERVICE_NAME, env!("CARGO_PKG_VERSION"))?;
+    let registered = courier_runtime::metrics::consul_registered(&registry)?;
     let nats = events
         .connect(&settings.nats, "courier-gateway", "main")
         .await?;
@@ -105,14 +107,16 @@ pub async fn run(
     tracing::info!(addr = %listener.addr, "Gateway listening.");
     let registration = registration(&settings, listener.addr);
     if settings.consul.register {
-        if let Err(error) = consul.register(&registration).await {
-            tracing::warn!(%error, "Could not register in Consul; serving anyway.");
+        match consul.register(&registration).await {
+            Ok(()) => registered.set(1),
+            Err(error) => tracing::warn!(%error, "Could not register in Consul; serving anyway."),
         }
     }
     on_start(listener.addr);
 
     shutdown.await;
     if settings.consul.register {
+        registered.set(0);
         match tokio::time::timeout(LEAVE_TIMEOUT, consul.deregister(&registration.id)).await {
             Ok(Ok(())) => tracing::info!("Deregistered from Consul."),
             _ => tracing::warn!("Could not deregister from Consul; its check will fail."),

@@ -74,6 +74,7 @@ pub(crate) fn events_config(settings: &EventsSettings) -> Config {
         description: Some("Courier durable events".to_owned()),
         subjects: settings.subjects.clone(),
         storage: storage(settings),
+        num_replicas: settings.replicas,
         retention: RetentionPolicy::Limits,
         discard: DiscardPolicy::Old,
         duplicate_window: settings.duplicate_window,
@@ -106,9 +107,11 @@ mod tests {
         let settings = EventsSettings {
             storage: Storage::Memory,
             duplicate_window: Duration::from_secs(10),
+            replicas: 3,
             ..Default::default()
         };
         let config = events_config(&settings);
+        assert_eq!(config.num_replicas, 3);
         assert_eq!(config.name, "COURIER_EVENTS");
         assert_eq!(config.subjects, ["events.>"]);
         assert_eq!(config.storage, StorageType::Memory);

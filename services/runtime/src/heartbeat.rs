@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use courier_discovery::{CheckStatus, Consul, DiscoveryError, Registration};
+use prometheus::IntGauge;
 
 /// First wait after a failed registration; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -46,17 +47,20 @@ pub struct Heartbeat {
     busy: bool,
     /// Consul was found unreachable and that was logged; log again only after it is back.
     outage_logged: bool,
+    /// `courier_consul_registered`: 1 exactly while `standing` is `Registered`.
+    registered: IntGauge,
 }
 
 impl Heartbeat {
-    /// A heartbeat for `registration`, updating `ttl_check` every `tick`; with `register`
-    /// false it only answers liveness probes.
+    /// A heartbeat for `registration`, updating `ttl_check` every `tick` and showing the
+    /// standing in `registered`; with `register` false it only answers liveness probes.
     pub fn new(
         consul: Consul,
         registration: Registration,
         ttl_check: String,
         tick: Duration,
         register: bool,
+        registered: IntGauge,
     ) -> Self {
         let standing = if register {
             Standing::Unregistered {
@@ -74,7 +78,14 @@ impl Heartbeat {
             standing,
             busy: false,
             outage_logged: false,
+            registered,
         }
+    }
+
+    fn stand(&mut self, standing: Standing) {
+        self.registered
+            .set(i64::from(matches!(standing, Standing::Registered)));
+        self.standing = standing;
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
@@ -134,7 +145,7 @@ impl Heartbeat {
             Ok(()) => {
                 tracing::info!(service = %self.registration.name, id = %self.registration.id, "Registered in Consul.");
                 self.outage_logged = false;
-                self.standing = Standing::Registered;
+                self.stand(Standing::Registered);
             }
             Err(error) => {
                 let backoff = match self.standing {
@@ -145,10 +156,10 @@ impl Heartbeat {
                     tracing::warn!(%error, "Consul registration failed; serving over NATS only and retrying.");
                     self.outage_logged = true;
                 }
-                self.standing = Standing::Unregistered {
+                self.stand(Standing::Unregistered {
                     next: Instant::now() + backoff,
                     backoff: (backoff * 2).min(MAX_BACKOFF),
-                };
+                });
             }
         }
     }
@@ -176,10 +187,10 @@ impl Heartbeat {
             // reaped us): register again.
             Err(error) => {
                 tracing::warn!(%error, "TTL update refused; registering again.");
-                self.standing = Standing::Unregistered {
+                self.stand(Standing::Unregistered {
                     next: Instant::now(),
                     backoff: FIRST_BACKOFF,
-                };
+                });
             }
         }
     }
@@ -202,6 +213,7 @@ impl Handler<Ping> for Heartbeat {
 impl Handler<Leave> for Heartbeat {
     type Result = ResponseFuture<Result<(), DiscoveryError>>;
     fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        self.registered.set(0);
         if matches!(
             std::mem::replace(&mut self.standing, Standing::Left),
             Standing::Left

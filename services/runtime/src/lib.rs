@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod heartbeat;
 mod kit;
+pub mod metrics;
 pub mod nats;
 mod settings;
 pub mod telemetry;
@@ -103,19 +104,51 @@ pub struct Started<'a> {
     pub admin: SocketAddr,
 }
 
-/// A binary's settings from its environment (and the files it names), or, when they are bad,
-/// the one line naming the problem printed as `<binary>: <error>` and the exit code
-/// ([`courier_config::EXIT_CONFIG`]) to return from `main`.
+/// A binary's settings from its environment (and the files it names), or the exit code to
+/// return from `main` at once:
+/// - bad settings: the one line naming the problem, printed as `<binary>: <error>`, and
+///   [`courier_config::EXIT_CONFIG`];
+/// - `--check-config`: the settings are loaded and validated as for a start, without
+///   connecting to anything; `<binary>: settings ok` and success (deployment checks run it
+///   with a manifest's environment);
+/// - `--help`: what the binary reads, and success; any other argument: usage and
+///   [`courier_config::EXIT_CONFIG`].
 pub fn settings_or_exit<T>(binary: &str) -> Result<T, std::process::ExitCode>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Default + courier_config::Validate,
 {
-    courier_config::Loader::from_env(std::env::vars())
+    use std::process::ExitCode;
+    let usage = format!(
+        "usage: {binary} [--check-config]\n\
+         Settings come from COURIER_* variables (COURIER_<SECTION>__<KEY>), NATS_URL, \
+         CONSUL_HTTP_ADDR, DATABASE_URL and the TOML files COURIER_CONFIG_DIR names; \
+         --check-config validates them and exits."
+    );
+    let mut check = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--check-config" => check = true,
+            "-h" | "--help" => {
+                println!("{usage}");
+                return Err(ExitCode::SUCCESS);
+            }
+            other => {
+                eprintln!("{binary}: unknown argument {other:?}\n{usage}");
+                return Err(ExitCode::from(courier_config::EXIT_CONFIG as u8));
+            }
+        }
+    }
+    let settings = courier_config::Loader::from_env(std::env::vars())
         .load()
         .map_err(|e| {
             eprintln!("{binary}: {e}");
-            std::process::ExitCode::from(courier_config::EXIT_CONFIG as u8)
-        })
+            ExitCode::from(courier_config::EXIT_CONFIG as u8)
+        })?;
+    if check {
+        println!("{binary}: settings ok");
+        return Err(ExitCode::SUCCESS);
+    }
+    Ok(settings)
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT), naming the signal. From
@@ -166,6 +199,9 @@ pub async fn serve(
     let running = service
         .start(connections.clone(), settings.service, registry)
         .await?;
+    let identity = &running.info().identity;
+    metrics::build_info(registry, &identity.name, &identity.version)?;
+    let registered = metrics::consul_registered(registry)?;
     let relay = outbox.map(|db| kit::spawn_relay(db.clone(), connections.main.clone()));
     let readiness = Readiness::new(connections.clone());
     // The heartbeat needs the admin port for its HTTP check, and the listener needs the
@@ -193,6 +229,7 @@ pub async fn serve(
         ttl_check,
         tick,
         settings.consul.register,
+        registered,
     ));
     on_start(&Started {
         running: &running,

@@ -4,17 +4,23 @@
 //! (see [`courier_actors::Connections`] for why they are apart). Every connection event is
 //! counted in `courier_nats_events_total{connection, event}`, so a client that keeps knocking
 //! the intake off the bus (a message async-nats cannot parse drops the connection it arrives
-//! on) shows as a climbing `disconnected` count on `/metrics`.
+//! on) shows as a climbing `disconnected` count on `/metrics`. `courier_nats_connected{connection}`
+//! says how many of them are connected now.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_nats::{Client, ConnectOptions, Event};
 use courier_actors::Connections;
 use courier_config::{redact_url, NatsCredentials, NatsSettings};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::RuntimeError;
 
 /// Metric name: NATS connection events by connection (`main`, `intake`) and event.
 pub const NATS_EVENTS: &str = "courier_nats_events_total";
+/// Metric name: the process's NATS connections connected now, by connection.
+pub const NATS_CONNECTED: &str = "courier_nats_connected";
 
 /// Connects `main` as `client_name` and `intake` as `<client_name>-intake` (the names `nats
 /// server report connections` shows), counting their events in `registry`.
@@ -31,24 +37,36 @@ pub async fn connect(
     Ok(Connections { main, intake })
 }
 
-/// The `courier_nats_events_total` counter of one registry, for processes that open more
-/// connections than [`connect`] does (the gateway opens one per HTTP worker thread, so a
-/// request and its NATS I/O stay on one thread). Cheap to clone.
+/// The `courier_nats_events_total` counter and `courier_nats_connected` gauge of one
+/// registry, for processes that open more connections than [`connect`] does (the gateway
+/// opens one per HTTP worker thread, so a request and its NATS I/O stay on one thread).
+/// Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct NatsEvents(IntCounterVec);
+pub struct NatsEvents {
+    events: IntCounterVec,
+    connected: IntGaugeVec,
+}
 
 impl NatsEvents {
-    /// Registers the counter in `registry` (once per registry).
+    /// Registers the metrics in `registry` (once per registry).
     pub fn register(registry: &Registry) -> Result<Self, RuntimeError> {
         let events = IntCounterVec::new(
             Opts::new(NATS_EVENTS, "NATS connection events."),
             &["connection", "event"],
         )
         .map_err(RuntimeError::Metrics)?;
-        registry
-            .register(Box::new(events.clone()))
-            .map_err(RuntimeError::Metrics)?;
-        Ok(Self(events))
+        let connected = IntGaugeVec::new(
+            Opts::new(NATS_CONNECTED, "NATS connections connected now."),
+            &["connection"],
+        )
+        .map_err(RuntimeError::Metrics)?;
+        for metric in [
+            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connected.clone()),
+        ] {
+            registry.register(metric).map_err(RuntimeError::Metrics)?;
+        }
+        Ok(Self { events, connected })
     }
 
     /// One connection named `client_name`, its events counted under `connection` (a bounded
@@ -59,7 +77,26 @@ impl NatsEvents {
         client_name: &str,
         connection: &'static str,
     ) -> Result<Client, RuntimeError> {
-        connect_one(settings, client_name, connection, self.0.clone()).await
+        connect_one(settings, client_name, connection, self.clone()).await
+    }
+
+    /// Counts `event` of one connection, and moves the connected gauge when the connection
+    /// comes up or goes down (`up` is that connection's own state, so a `closed` after a
+    /// `disconnected` counts down once).
+    fn record(&self, connection: &'static str, up: &AtomicBool, event: &Event) {
+        self.events
+            .with_label_values(&[connection, event_label(event)])
+            .inc();
+        let now_up = match event {
+            Event::Connected => true,
+            Event::Disconnected | Event::Closed => false,
+            _ => return,
+        };
+        if up.swap(now_up, Ordering::Relaxed) != now_up {
+            self.connected
+                .with_label_values(&[connection])
+                .add(if now_up { 1 } else { -1 });
+        }
     }
 }
 
@@ -67,7 +104,7 @@ async fn connect_one(
     settings: &NatsSettings,
     client_name: &str,
     connection: &'static str,
-    events: IntCounterVec,
+    metrics: NatsEvents,
 ) -> Result<Client, RuntimeError> {
     // async-nats does not send credentials written in the URL (nats-io/nats.rs#1623): pass
     // them as options.
@@ -85,11 +122,12 @@ async fn connect_one(
         .custom_inbox_prefix(settings.inbox_prefix.as_str())
         .connection_timeout(settings.connect_timeout)
         .request_timeout(Some(settings.request_timeout))
-        .event_callback(move |event| {
-            events
-                .with_label_values(&[connection, event_label(&event)])
-                .inc();
-            async move { log(connection, &event) }
+        .event_callback({
+            let up = Arc::new(AtomicBool::new(false));
+            move |event| {
+                metrics.record(connection, &up, &event);
+                async move { log(connection, &event) }
+            }
         })
         .connect(settings.url.as_str())
         .await

@@ -1,9 +1,10 @@
 //! The instance's NATS connections against a real nats-server that requires users (the
 //! shipped `ops/nats` configuration): credentials in `nats.url` are used, a wrong password is
-//! a clear error that does not print the password, and connection events are counted.
+//! a clear error that does not print the password, connection events are counted, and the
+//! connected gauge follows the server away and back.
 
 use courier_config::NatsSettings;
-use courier_runtime::nats::{connect, NATS_EVENTS};
+use courier_runtime::nats::{connect, NATS_CONNECTED, NATS_EVENTS};
 use courier_runtime::RuntimeError;
 use std::time::Duration;
 
@@ -73,4 +74,47 @@ async fn a_wrong_password_is_a_connect_error_that_hides_it() {
     assert!(!message.contains("wrongPw9"), "{message}");
     assert!(message.contains("***"), "{message}");
     let _ = std::fs::remove_dir_all(store);
+}
+
+/// The value of `courier_nats_connected{connection}` in `registry`, 0 before its first event.
+fn connected(registry: &prometheus::Registry, connection: &str) -> i64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    let prefix = format!(r#"{NATS_CONNECTED}{{connection="{connection}"}} "#);
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_connected_gauge_follows_the_server_away_and_back() {
+    let mut nats = TestNats::start();
+    let registry = prometheus::Registry::new();
+    let settings = NatsSettings {
+        url: nats.url(),
+        ..NatsSettings::default()
+    };
+    let _connections = connect(&settings, "test", &registry).await.unwrap();
+    let both = |want: i64| {
+        let registry = registry.clone();
+        move || {
+            let registry = registry.clone();
+            async move {
+                (connected(&registry, "main") == want && connected(&registry, "intake") == want)
+                    .then_some(())
+            }
+        }
+    };
+    eventually(Duration::from_secs(5), "both connected", both(1)).await;
+    let port = nats.port();
+    nats.stop();
+    eventually(Duration::from_secs(10), "both down", both(0)).await;
+    let _back = TestNats::start_on(port);
+    eventually(Duration::from_secs(20), "both reconnected", both(1)).await;
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    let line = format!(r#"{NATS_EVENTS}{{connection="main",event="connected"}} 2"#);
+    assert!(text.contains(&line), "{line} in\n{text}");
 }

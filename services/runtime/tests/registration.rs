@@ -161,6 +161,12 @@ async fn an_instance_appears_with_passing_checks_and_its_admin_endpoints_answer(
     let (code, body) = http_get(instance.admin, "/metrics");
     assert_eq!(code, 200);
     assert!(body.contains("courier_endpoint_requests_total"), "{body}");
+    for line in [
+        r#"courier_build_info{service="wedgy",version="0.1.0"} 1"#,
+        "courier_consul_registered 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+    }
 }
 
 #[tokio::test]
@@ -264,6 +270,11 @@ async fn with_consul_down_at_start_the_instance_serves_and_registers_once_consul
         .request(format!("$SRV.PING.wedgy.{}", instance.id), "".into())
         .await;
     assert!(ping.is_ok(), "serves over NATS without Consul");
+    let (_, body) = http_get(instance.admin, "/metrics");
+    assert!(
+        body.lines().any(|l| l == "courier_consul_registered 0"),
+        "unregistered while Consul is away:\n{body}"
+    );
     consul.restart();
     let client = Consul::new(&settings).unwrap();
     until_healthy(
@@ -273,6 +284,11 @@ async fn with_consul_down_at_start_the_instance_serves_and_registers_once_consul
         "registration after Consul is back",
     )
     .await;
+    let (_, body) = http_get(instance.admin, "/metrics");
+    assert!(
+        body.lines().any(|l| l == "courier_consul_registered 1"),
+        "registered once Consul is back:\n{body}"
+    );
 }
 
 #[tokio::test]
