@@ -9,12 +9,14 @@
 //! - [`endpoints`] — the service definition and HTTP routes.
 //! - [`orders`] — taking and reading orders; the domain error.
 //! - [`saga`] — the saga: its steps, and the runner that drives every unfinished one.
+//! - [`metrics`] — the saga's steps counted and timed, and the orders by state.
 //! - [`store`] — the table and its SQL.
 //!
 //! Depends on the kit and `courier-contracts`; never on another service's crate: it calls
 //! users, products and payments through their contracts.
 
 pub mod endpoints;
+pub mod metrics;
 pub mod orders;
 pub mod saga;
 pub mod store;
@@ -42,7 +44,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<DrainReport> {
     let mut kit = Kit::open("courier-orders", &settings, store::MIGRATIONS).await?;
-    let runner = saga::Runner::new(kit.db.clone(), kit.client.clone(), &settings.orders);
+    let saga_metrics = metrics::SagaMetrics::register(&kit.registry, "orders")?;
+    let runner = saga::Runner::new(
+        kit.db.clone(),
+        kit.client.clone(),
+        &settings.orders,
+        saga_metrics,
+    );
     let orders = Orders::new(
         kit.db.clone(),
         kit.client.clone(),

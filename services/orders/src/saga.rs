@@ -32,6 +32,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::metrics::{Outcome, SagaMetrics};
 use crate::orders::now;
 use crate::store::{self, state_column, step, OrderRow};
 
@@ -52,6 +53,9 @@ pub struct OrdersSettings {
     pub lease: Duration,
     /// Sagas one instance runs at once.
     pub concurrency: u32,
+    /// How often an instance counts the orders by state for `/metrics`.
+    #[serde(with = "humantime_serde")]
+    pub census_every: Duration,
 }
 
 impl Default for OrdersSettings {
@@ -62,6 +66,7 @@ impl Default for OrdersSettings {
             retry_max: Duration::from_secs(10),
             lease: Duration::from_secs(30),
             concurrency: 32,
+            census_every: Duration::from_secs(10),
         }
     }
 }
@@ -87,6 +92,13 @@ impl Validate for OrdersSettings {
         }
         if self.lease < Duration::from_secs(1) {
             return bad("orders.lease", &self.lease, "must be at least 1s");
+        }
+        if self.census_every < Duration::from_millis(100) {
+            return bad(
+                "orders.census_every",
+                &self.census_every,
+                "must be at least 100ms",
+            );
         }
         if !(1..=1024).contains(&self.concurrency) {
             return bad(
@@ -121,17 +133,25 @@ pub struct Runner {
     client: Client,
     wake: Arc<Notify>,
     settings: OrdersSettings,
+    metrics: SagaMetrics,
 }
 
 impl Runner {
-    /// A runner over `db`, calling products and payments with `client`.
-    pub fn new(db: Database, client: Client, settings: &OrdersSettings) -> Self {
+    /// A runner over `db`, calling products and payments with `client`, counting its steps
+    /// and the orders by state in `metrics`.
+    pub fn new(
+        db: Database,
+        client: Client,
+        settings: &OrdersSettings,
+        metrics: SagaMetrics,
+    ) -> Self {
         let settings = settings.clone();
         Self {
             db,
             client,
             wake: Arc::default(),
             settings,
+            metrics,
         }
     }
 
@@ -142,7 +162,14 @@ impl Runner {
 
     /// Runs due sagas, a batch at a time, until `stop` resolves; the step in hand finishes.
     pub async fn run(self, mut stop: Pin<Box<dyn Future<Output = ()>>>) {
+        let mut census = tokio::time::interval(self.settings.census_every);
+        census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if (&mut census).tick().now_or_never().is_some() {
+                if let Err(error) = self.metrics.census(&self.db).await {
+                    tracing::warn!(%error, "Cannot count the orders by state.");
+                }
+            }
             let due: Result<Vec<String>, _> = self
                 .db
                 .all(
@@ -193,12 +220,18 @@ impl Runner {
         if leased == 0 {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let next = match row.step.as_str() {
             step::RESERVE => self.reserve(&row.order).await,
             step::CHARGE => self.charge(&row.order).await,
             step::RELEASE => self.release(&row.order).await,
             _ => return Ok(()),
         };
+        let outcome = match next {
+            Next::Advance { .. } => Outcome::Advanced,
+            Next::Retry(_) => Outcome::Retried,
+        };
+        self.metrics.step(&row.step, started.elapsed(), outcome);
         match next {
             Next::Advance {
                 step,

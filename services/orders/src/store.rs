@@ -86,6 +86,9 @@ pub fn advance() -> String {
 pub const RETRY: &str = "UPDATE orders SET attempts = attempts + 1, next_attempt_at = $2, \
                          lease_until = 0 WHERE id = $1 AND step = $3";
 
+/// Orders by state: the state, how many, and the oldest one's `created_at`.
+pub const CENSUS: &str = "SELECT state, COUNT(*), MIN(created_at) FROM orders GROUP BY state";
+
 /// An order row: the order and where its saga stands.
 #[derive(Debug, Clone)]
 pub struct OrderRow {

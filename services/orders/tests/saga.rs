@@ -53,6 +53,7 @@ async fn orders(url: &str, db: TestDatabase) -> Running {
     let configure = |s: &mut courier_orders::Settings| {
         s.orders.retry_min = Duration::from_millis(50);
         s.orders.retry_max = Duration::from_millis(400);
+        s.orders.census_every = Duration::from_millis(100);
     };
     TestService::join(url, db, configure, |s, on, stop| {
         courier_orders::run(s, on, stop)
@@ -316,6 +317,36 @@ async fn a_charge_that_fails_twice_is_retried_and_taken_once() {
     assert_eq!(order.state, OrderState::Confirmed);
     assert_eq!(system.payment(&order).await, Ok(PaymentState::Charged));
     assert_eq!(system.stock(&tea).await, 9);
+    // The two failed charges and the rest of the saga, as /metrics shows them.
+    let series = |step: &str, outcome: &str| {
+        format!(
+            r#"courier_saga_steps_total{{outcome="{outcome}",saga="order",service="orders",step="{step}"}}"#
+        )
+    };
+    let admin = system.orders().admin;
+    let metrics = courier_testkit::eventually(Duration::from_secs(5), "the census", || async {
+        let (_, body) =
+            courier_testkit::http_get(admin, "/metrics", &[], Duration::from_secs(5)).ok()?;
+        body.contains(r#"courier_sagas{saga="order",service="orders",state="confirmed"} 1"#)
+            .then_some(body)
+    })
+    .await;
+    for (line, value) in [
+        (series("reserve", "advanced"), 1),
+        (series("charge", "retried"), 2),
+        (series("charge", "advanced"), 1),
+        (series("release", "advanced"), 0),
+        (r#"courier_sagas{saga="order",service="orders",state="pending"}"#.to_owned(), 0),
+        (r#"courier_saga_oldest_pending_seconds{saga="order",service="orders"}"#.to_owned(), 0),
+        (
+            r#"courier_saga_step_duration_seconds_count{saga="order",service="orders",step="charge"}"#
+                .to_owned(),
+            3,
+        ),
+    ] {
+        let want = format!("{line} {value}");
+        assert!(metrics.lines().any(|l| l == want), "{want} in\n{metrics}");
+    }
 }
 
 #[actix_rt::test]

@@ -3,6 +3,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use courier_actors::{Client, Meta};
@@ -28,6 +29,8 @@ pub struct TestService<R: Debug + Send + 'static> {
     pub client: Client,
     /// The instance's `$SRV` id.
     pub id: String,
+    /// Its admin listener (`/health`, `/health/ready`, `/metrics`).
+    pub admin: SocketAddr,
     /// The service's database.
     pub db: Option<TestDatabase>,
 }
@@ -65,9 +68,9 @@ impl<R: Debug + Send + 'static> TestService<R> {
         *settings.database_mut() = db.settings.clone();
         settings.consul_mut().register = false;
         configure(&mut settings);
-        let (id, service) = ServiceThread::start(START, move |started, stop| {
+        let ((id, admin), service) = ServiceThread::start(START, move |started, stop| {
             let on_start = Box::new(move |instance: &Started<'_>| {
-                started.send(instance.running.id().to_owned())
+                started.send((instance.running.id().to_owned(), instance.admin))
             });
             run(settings, on_start, stop)
         })
@@ -81,6 +84,7 @@ impl<R: Debug + Send + 'static> TestService<R> {
             raw,
             nats: None,
             id,
+            admin,
             db: Some(db),
         }
     }
