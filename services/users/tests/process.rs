@@ -22,6 +22,52 @@ fn a_bad_setting_stops_start_up_with_exit_64_and_one_line_naming_it() {
     );
 }
 
+/// Runs the binary with only `env` and `args`, to its end: exit code, stdout, stderr.
+fn run_binary(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_courier-users"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn check_config_validates_the_environment_without_connecting_to_anything() {
+    // Nothing listens on this port: a binary that tried to connect would fail.
+    let nowhere = format!("nats://127.0.0.1:{}", courier_testkit::free_port());
+    let good = [
+        ("NATS_URL", nowhere.as_str()),
+        ("COURIER_EVENTS__REPLICAS", "3"),
+    ];
+    let (code, stdout, stderr) = run_binary(&good, &["--check-config"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "courier-users: settings ok\n");
+
+    let typo = [
+        ("NATS_URL", nowhere.as_str()),
+        ("COURIER_EVENTS__REPLICA", "3"),
+    ];
+    let (code, _, stderr) = run_binary(&typo, &["--check-config"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("events.replica"), "{stderr}");
+
+    let (code, _, stderr) = run_binary(&good, &["--chek-config"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("unknown argument \"--chek-config\""),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run_binary(&good, &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.starts_with("usage: courier-users [--check-config]"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn an_unreachable_nats_is_a_clear_error() {
     let port = courier_testkit::free_port();
