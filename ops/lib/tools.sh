@@ -123,16 +123,17 @@ debian_mirror() {
     printf '%s' "${url%/}"
 }
 
-# Download consul=$CONSUL_VERSION* from $CONSUL_SUITE into directory $1 with a
-# private apt configuration (own sources.list, lists, cache, no status file), so
-# the machine's apt state is left untouched.  Prints the .deb path.
-fetch_consul_deb() {
-    local work=$1 mirror keyring opts=""
+# Download the package <spec> (apt-get download syntax: `name` or `name=version*`) from Debian
+# suite <suite> into directory <work> with a private apt configuration (own sources.list,
+# lists, cache, no status file), so the machine's apt state is left untouched and no
+# service is installed or started.  Prints the .deb path.
+fetch_deb() {
+    local work=$1 suite=$2 spec=$3 name=${3%%=*} mirror keyring opts=""
     mirror=$(debian_mirror) || die "no Debian mirror serving 'bookworm main' found in /etc/apt/sources.list{,.d}; set COURIER_DEBIAN_MIRROR"
     mkdir -p "$work"/{etc/apt.conf.d,etc/sources.list.d,etc/preferences.d,state/lists/partial,cache/archives/partial,dl}
     keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     [[ -f $keyring ]] && opts="[signed-by=$keyring] "
-    printf 'deb %s%s %s main\n' "$opts" "$mirror" "$CONSUL_SUITE" > "$work/etc/sources.list"
+    printf 'deb %s%s %s main\n' "$opts" "$mirror" "$suite" > "$work/etc/sources.list"
     {
         # Read before any apt.conf.d part; keeps the machine's config out.
         printf 'Dir::Etc::main "/dev/null";\n'
@@ -154,15 +155,41 @@ fetch_consul_deb() {
     } > "$work/apt.conf"
     local out
     if ! out=$(APT_CONFIG="$work/apt.conf" apt-get -q update 2>&1); then
-        warn "$out"; die "apt-get update (private config, $mirror $CONSUL_SUITE) failed"
+        warn "$out"; die "apt-get update (private config, $mirror $suite) failed"
     fi
-    if ! out=$(cd "$work/dl" && APT_CONFIG="$work/apt.conf" apt-get -q download "consul=$CONSUL_VERSION*" 2>&1); then
-        warn "$out"; die "apt-get download consul=$CONSUL_VERSION* from $mirror $CONSUL_SUITE failed"
+    if ! out=$(cd "$work/dl" && APT_CONFIG="$work/apt.conf" apt-get -q download "$spec" 2>&1); then
+        warn "$out"; die "apt-get download $spec from $mirror $suite failed"
     fi
     local deb
-    deb=$(find "$work/dl" -maxdepth 1 -name 'consul_*.deb' | head -n1) || true
-    [[ -n $deb ]] || die "apt-get download produced no consul .deb"
+    deb=$(find "$work/dl" -maxdepth 1 -name "${name}_*.deb" | head -n1) || true
+    [[ -n $deb ]] || die "apt-get download produced no $name .deb"
     printf '%s' "$deb"
+}
+
+# consul=$CONSUL_VERSION* from $CONSUL_SUITE into directory $1.  Prints the .deb path.
+fetch_consul_deb() { fetch_deb "$1" "$CONSUL_SUITE" "consul=$CONSUL_VERSION*"; }
+
+# ---------------------------------------------------------------- prometheus
+
+# Debian bullseye's prometheus package: it ships /usr/bin/prometheus and
+# /usr/bin/promtool, Go binaries needing nothing else.  Not bookworm's (2.42) nor
+# trixie's (2.53): Consul left Debian after bullseye, and their builds have no
+# Consul service discovery, so `promtool check config` refuses the
+# consul_sd_configs of ops/prometheus/prometheus.yml.  Unpacked, never installed
+# (no system service), into .tools/prometheus-<Debian version>.
+# shellcheck disable=SC2034 # used by install.sh, which sources this file
+PROMETHEUS_VERSION="2.24.1"
+# shellcheck disable=SC2034
+PROMETHEUS_SUITE="bullseye"
+
+# Prints "2.42.0+ds" for the given prometheus or promtool binary, fails if it does not run.
+prom_version() {
+    local out
+    out=$("$1" --version 2>&1) || return 1
+    out=${out%%$'\n'*}                           # "promtool, version 2.42.0+ds (branch: ...)"
+    [[ $out == *", version "* ]] || return 1
+    out=${out#*, version }
+    printf '%s' "${out%% *}"
 }
 
 # ---------------------------------------------------------------- smoke test
