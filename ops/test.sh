@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of Courier on this machine, installing what is missing first.
 #
-#   ops/test.sh            formatting, the nats-server configuration, shellcheck (when
+#   ops/test.sh            formatting, the nats-server and Prometheus configurations (rules
+#                          with their unit tests, Grafana dashboards linted), shellcheck (when
 #                          installed), clippy, all tests (unit, real nats-server, SQLite,
-#                          PostgreSQL when one answers), and a seconds-long benchmark smoke
+#                          PostgreSQL when one answers), a seconds-long benchmark smoke, and
+#                          the deployment files checked against the binaries
 #
 # Tests start their own nats-server and consul agent on free loopback ports; nothing here needs
 # a running service. PostgreSQL tests use $COURIER_TEST_POSTGRES_URL
@@ -34,6 +36,9 @@ COURIER_NATS_ADMIN_PASSWORD=check COURIER_NATS_SERVICE_PASSWORD=check \
     COURIER_NATS_GATEWAY_PASSWORD=check COURIER_NATS_GUEST_PASSWORD=check \
     nats-server -c ops/nats/nats-server.conf -t
 
+step "prometheus configuration, rules and their unit tests; grafana dashboards"
+ops/check-dashboards.py --lint --rules
+
 if command -v shellcheck >/dev/null; then
     step "shellcheck"
     shellcheck ops/*.sh ops/lib/*.sh
@@ -46,3 +51,7 @@ step "tests"
 # --all-targets also runs the benchmark binary once in its quick smoke mode.
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+step "deployment files (Dockerfile, compose, Kubernetes) against the binaries"
+cargo build --workspace --bins --locked
+ops/check-deploy.sh

@@ -1,11 +1,12 @@
 //! Calls to other services and events out, with the caller's [`Meta`] carried in headers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::client::RequestErrorKind;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::meta::name;
+use crate::trace::{self, Span, SpanKind};
 use crate::{CallError, Codec, Meta, ServiceError};
 
 /// A typed request-reply and publish helper over one NATS connection. Cheap to clone.
@@ -52,7 +53,38 @@ impl Client {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let meta = meta.clone().with_timeout(self.timeout);
+        // The call is a hop of its own: the callee's span is a child of this one.
+        let meta = meta.next_hop().with_timeout(self.timeout);
+        let started = Instant::now();
+        let result = self.exchange(subject, body, &meta).await;
+        if trace::enabled() {
+            let error = result.as_ref().err().map(ToString::to_string);
+            trace::record(
+                // Named by the endpoint, whichever instance was asked.
+                Span::of_hop(
+                    crate::service::shared_subject(subject).to_owned(),
+                    SpanKind::Client,
+                    &meta,
+                    started.elapsed(),
+                )
+                .with("messaging.destination.name", subject)
+                .failed(error),
+            );
+        }
+        result
+    }
+
+    /// One request and its reply, under `meta`.
+    async fn exchange<Req, Resp>(
+        &self,
+        subject: &str,
+        body: &Req,
+        meta: &Meta,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         let wait = meta.remaining().unwrap_or(self.timeout);
         if wait.is_zero() {
             // The caller has given up already: sending would only make the callee answer 504.

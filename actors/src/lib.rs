@@ -36,6 +36,7 @@
 //! - [`durable`] — JetStream streams, the [`Publisher`] of durable events, durable consumers
 //!   bound to actors, dead letters.
 //! - [`client`] — calls and events out.
+//! - [`trace`] — the spans of each hop, for the exporter a process installs (pure).
 //!
 //! # Must not depend on
 //! Consul, HTTP, a database or any service crate. Domain actors never see NATS types: they
@@ -53,6 +54,7 @@ pub mod route;
 pub mod service;
 pub mod stats;
 pub mod supervise;
+pub mod trace;
 
 pub use client::Client;
 pub use codec::Codec;

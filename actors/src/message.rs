@@ -110,7 +110,10 @@ impl<E: 'static> Event<E> {
 
 /// `work`'s output, or [`Cancelled`] once the request is cancelled (checked first, so work
 /// cancelled while queued in the mailbox never starts).
+/// The work runs in [`crate::trace::log_span`], so its log lines carry the request's ids.
 async fn until_cancelled<T>(meta: &Meta, work: impl Future<Output = T>) -> Result<T, Cancelled> {
+    use tracing::Instrument;
+    let work = work.instrument(crate::trace::log_span(meta));
     tokio::select! {
         biased;
         () = meta.cancelled() => Err(Cancelled),

@@ -135,6 +135,8 @@ pub struct Meta {
     pub request_id: String,
     /// This hop's trace context (the caller's trace id, a new span id).
     pub trace: TraceContext,
+    /// The caller's span id, from its `traceparent`; `None` when this hop began the trace.
+    pub parent_span: Option<u64>,
     /// When the caller stops waiting, on this host's monotonic clock, if it said.
     pub deadline: Option<Instant>,
     /// The end user the request is made for, when it came through the gateway with a token;
@@ -159,10 +161,25 @@ impl Meta {
         Self {
             request_id: new_request_id(),
             trace: TraceContext::new_root(),
+            parent_span: None,
             deadline: None,
             caller: None,
             cancel: CancellationToken::new(),
         }
+    }
+
+    /// Continues the caller's trace `parent`: this hop gets a span of its own under it.
+    pub fn follow(&mut self, parent: TraceContext) {
+        self.trace = parent.child();
+        self.parent_span = Some(parent.span_id);
+    }
+
+    /// The meta of a hop made from this one (a call out, an event's publish): the same
+    /// request, a span of its own under this one's.
+    pub fn next_hop(&self) -> Self {
+        let mut next = self.clone();
+        next.follow(self.trace);
+        next
     }
 
     /// The same request with a deadline `timeout` from now (or the caller's, if sooner).
@@ -178,10 +195,8 @@ impl Meta {
     pub fn from_headers(headers: Option<&HeaderMap>) -> Result<Self, HeaderError> {
         let get = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().trim());
         let request_id = request_id(headers);
-        let trace = get(name::traceparent())
-            .and_then(TraceContext::parse)
-            .map(|parent| parent.child())
-            .unwrap_or_else(TraceContext::new_root);
+        let parent = get(name::traceparent()).and_then(TraceContext::parse);
+        let trace = parent.map_or_else(TraceContext::new_root, TraceContext::child);
         let deadline = match (get(name::timeout_ms()), get(name::deadline())) {
             (Some(budget), _) => Some(Instant::now() + parse_budget(budget)?),
             (None, Some(absolute)) => Some(Instant::now() + until(parse_deadline(absolute)?)),
@@ -190,6 +205,7 @@ impl Meta {
         Ok(Self {
             request_id,
             trace,
+            parent_span: parent.map(|p| p.span_id),
             deadline,
             caller: Caller::from_headers(headers),
             cancel: CancellationToken::new(),
@@ -398,7 +414,17 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_ne!(meta.trace.span_id, 0x00f067aa0ba902b7);
+        assert_eq!(
+            meta.parent_span,
+            Some(0x00f067aa0ba902b7),
+            "the caller's span"
+        );
         assert_eq!(meta.trace.flags, 1);
+        let next = meta.next_hop();
+        assert_eq!(next.trace.trace_id, meta.trace.trace_id);
+        assert_eq!(next.parent_span, Some(meta.trace.span_id));
+        assert_ne!(next.trace.span_id, meta.trace.span_id);
+        assert_eq!(Meta::root().parent_span, None);
         let out = meta.outgoing_headers();
         assert!(out
             .get(header::TRACEPARENT)

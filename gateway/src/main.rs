@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    courier_runtime::telemetry::init(&settings.log);
+    let _telemetry = courier_runtime::telemetry::init(courier_gateway::SERVICE_NAME, &settings.log);
     let result = actix::System::new().block_on(courier_gateway::run(settings, |_| {}, async {
         let signal = courier_runtime::shutdown_signal().await;
         tracing::info!(signal, "Stopping.");

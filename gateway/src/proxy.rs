@@ -13,6 +13,7 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method as HttpMethod, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use courier_actors::meta::TraceContext;
+use courier_actors::trace::{self, Span, SpanKind};
 use courier_actors::{Access, Caller, Meta, Method};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -77,7 +78,8 @@ pub async fn proxy(
     gateway: web::Data<Worker>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let request_id = request_id(req.headers());
+    let hop = Hop::of(req.headers());
+    let request_id = &hop.request_id;
     let method_label = req.method().as_str().to_owned();
     let snapshot = gateway.directory.snapshot();
     let (route, result) = match admit(&gateway, &req) {
@@ -89,16 +91,7 @@ pub async fn proxy(
                 .map_or(UNMATCHED.to_owned(), |(e, _)| e.template());
             let result = match found {
                 Ok((entry, params)) => {
-                    serve(
-                        &gateway,
-                        &snapshot,
-                        &req,
-                        payload,
-                        &entry,
-                        params,
-                        &request_id,
-                    )
-                    .await
+                    serve(&gateway, &snapshot, &req, payload, &entry, params, &hop).await
                 }
                 Err(e) => Err(e),
             };
@@ -107,19 +100,63 @@ pub async fn proxy(
     };
     let mut response = match result {
         Ok(response) => response,
-        Err(e) => e.response(req.path(), &request_id),
+        Err(e) => e.response(req.path(), request_id),
     };
-    if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+    if let Ok(value) = header::HeaderValue::from_str(request_id) {
         response
             .headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
     let status = response.status().as_u16();
     gateway
         .metrics
-        .observe(&route, &method_label, status, seconds);
+        .observe(&route, &method_label, status, took.as_secs_f64());
+    if trace::enabled() {
+        hop.record(&method_label, &route, status, took);
+    }
     response
+}
+
+/// Who this request is: its request id (the caller's `X-Request-Id`, or a new one) and its
+/// place in its trace (the caller's `traceparent` continued, or a new trace).
+struct Hop {
+    request_id: String,
+    trace: TraceContext,
+    parent: Option<u64>,
+}
+
+impl Hop {
+    fn of(headers: &HeaderMap) -> Self {
+        let parent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        Self {
+            request_id: request_id(headers),
+            trace: parent.map_or_else(TraceContext::new_root, TraceContext::child),
+            parent: parent.map(|p| p.span_id),
+        }
+    }
+
+    /// The request's span (server), named by its route template (`POST /orders`).
+    fn record(&self, method: &str, route: &str, status: u16, took: Duration) {
+        trace::record(Span {
+            name: route.to_owned().into(),
+            kind: SpanKind::Server,
+            trace: self.trace,
+            parent: self.parent,
+            start: std::time::SystemTime::now() - took,
+            duration: took,
+            attributes: vec![
+                ("courier.request_id", self.request_id.clone()),
+                ("http.request.method", method.to_owned()),
+                ("http.route", route.to_owned()),
+                ("http.response.status_code", status.to_string()),
+            ],
+            error: (status >= 500).then(|| format!("HTTP {status}")),
+        });
+    }
 }
 
 /// The rate limit and the in-flight cap; the slot frees itself on drop.
@@ -184,12 +221,12 @@ async fn serve(
     payload: web::Payload,
     entry: &RouteEntry,
     params: Vec<(String, String)>,
-    request_id: &str,
+    hop: &Hop,
 ) -> Result<HttpResponse, GatewayError> {
     let caller = authorize(gateway, entry, req.headers())?;
     let body = read_body(req, payload, gateway.settings.max_body).await?;
     let payload = merge(body, req.query_string(), params)?;
-    let meta = meta(gateway, req.headers(), request_id, caller)?;
+    let meta = meta(gateway, req.headers(), hop, caller)?;
     let method = http_method(req.method()).unwrap_or(Method::Get);
     let reply = gateway
         .forwarder
@@ -313,18 +350,13 @@ fn merge(
 fn meta(
     gateway: &Gateway,
     headers: &HeaderMap,
-    request_id: &str,
+    hop: &Hop,
     caller: Option<Caller>,
 ) -> Result<Meta, GatewayError> {
     let mut meta = Meta::root();
-    meta.request_id = request_id.to_owned();
-    if let Some(parent) = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-    {
-        meta.trace = parent.child();
-    }
+    meta.request_id.clone_from(&hop.request_id);
+    meta.trace = hop.trace;
+    meta.parent_span = hop.parent;
     meta.caller = caller;
     let asked = match headers.get(REQUEST_TIMEOUT) {
         None => None,

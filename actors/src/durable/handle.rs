@@ -2,7 +2,7 @@
 //! limit, then ack, nak with backoff, or dead-letter and terminate.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{AckKind, Message};
@@ -15,6 +15,7 @@ use super::dead_letter::{self, Circumstances, Reason};
 use super::subscription::Outcome;
 use crate::meta::name;
 use crate::service::CancelOnDrop;
+use crate::trace::{self, Span, SpanKind};
 use crate::{Codec, Meta};
 
 /// Where a delivery stands, from its ack subject and headers.
@@ -73,7 +74,26 @@ impl Consumer {
                 return Verdict::DeadLetter(Reason::DecodeError, format!("invalid event: {e}"))
             }
         };
-        match within(self.limits.timeout, &meta, work).await {
+        let started = Instant::now();
+        let outcome = within(self.limits.timeout, &meta, work).await;
+        if trace::enabled() {
+            let error = match &outcome {
+                Outcome::Handled => None,
+                Outcome::Reject(why) | Outcome::Retry(why) => Some(why.clone()),
+            };
+            trace::record(
+                Span::of_hop(
+                    msg.subject.to_string(),
+                    SpanKind::Consumer,
+                    &meta,
+                    started.elapsed(),
+                )
+                .with("courier.consumer", self.durable.clone())
+                .with("courier.event_id", delivered.id.clone())
+                .failed(error),
+            );
+        }
+        match outcome {
             Outcome::Handled => Verdict::Ack,
             Outcome::Reject(why) => Verdict::DeadLetter(Reason::Rejected, why),
             Outcome::Retry(why) if delivered.count >= self.limits.max_deliver => {

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::DurableError;
 use crate::codec::EncodeError;
-use crate::meta::name;
+use crate::meta::{name, TraceContext};
+use crate::trace::{self, Span, SpanKind};
 use crate::{Codec, Meta};
 
 /// An event to store: what an outbox row holds.
@@ -53,6 +54,17 @@ impl OutgoingEvent {
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
         self
+    }
+
+    /// The meta of its publish as a hop of the trace it carries; `None` without one.
+    fn next_hop(&self) -> Option<Meta> {
+        let parent = TraceContext::parse(self.traceparent.as_deref()?)?;
+        let mut hop = Meta::root();
+        if let Some(id) = &self.request_id {
+            hop.request_id.clone_from(id);
+        }
+        hop.follow(parent);
+        Some(hop)
     }
 
     /// What a publish whose acknowledgement was lost (or never asked for) ends in.
@@ -130,10 +142,20 @@ impl Publisher {
         };
         let mut results: Vec<Option<Result<(), DurableError>>> =
             events.iter().map(|_| None).collect();
+        let started = std::time::Instant::now();
+        // With spans exported, each publish is a hop (producer) of its event's trace.
+        let hops: Vec<Option<Meta>> = if trace::enabled() {
+            events.iter().map(OutgoingEvent::next_hop).collect()
+        } else {
+            Vec::new()
+        };
         let mut awaited = 0;
         for (i, event) in events.iter().enumerate() {
             let mut headers = event.headers();
             headers.insert(name::message_id(), event.id.as_str());
+            if let Some(Some(hop)) = hops.get(i) {
+                headers.insert(name::traceparent(), hop.trace.to_header().as_str());
+            }
             let sent = client
                 .publish_with_reply_and_headers(
                     event.subject.clone(),
@@ -163,7 +185,7 @@ impl Publisher {
                 awaited -= 1;
             }
         }
-        results
+        let results: Vec<Result<(), DurableError>> = results
             .into_iter()
             .zip(events)
             .map(|(result, event)| {
@@ -173,7 +195,19 @@ impl Publisher {
                     })
                 })
             })
-            .collect()
+            .collect();
+        let took = started.elapsed();
+        for ((hop, event), result) in hops.iter().zip(events).zip(&results) {
+            if let Some(hop) = hop {
+                let error = result.as_ref().err().map(ToString::to_string);
+                trace::record(
+                    Span::of_hop(event.subject.clone(), SpanKind::Producer, hop, took)
+                        .with("courier.event_id", event.id.clone())
+                        .failed(error),
+                );
+            }
+        }
+        results
     }
 }
 

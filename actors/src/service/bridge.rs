@@ -19,6 +19,7 @@ use crate::error::truncate;
 use crate::meta::{name, request_id, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
+use crate::trace::{self, Span, SpanKind};
 use crate::{Codec, Error, Meta, ServiceError};
 
 /// How long a caller refused at the in-flight limit should wait before trying again.
@@ -164,8 +165,21 @@ async fn handle(
         Err(_) => request_id(msg.headers.as_ref()),
     };
     let cancel_on_drop = meta.as_ref().ok().map(CancelOnDrop::new);
+    let traced = meta.as_ref().ok().filter(|_| trace::enabled()).cloned();
     let (result, unfinished) = run(ep, &msg, requested, meta).await;
-    ep.stats.handled(started.elapsed());
+    let took = started.elapsed();
+    ep.stats.handled(took);
+    if let Some(meta) = traced {
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| format!("{} {}", e.code, e.message));
+        trace::record(
+            Span::of_hop(ep.subject.clone(), SpanKind::Server, &meta, took)
+                .with("courier.endpoint", ep.name.clone())
+                .failed(error),
+        );
+    }
     let (headers, payload) = match result {
         // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
         // NATS micro services answer: headers it did not ask for would cost every hop bytes

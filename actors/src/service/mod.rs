@@ -340,6 +340,16 @@ pub fn instance_subject(instance_id: &str, subject: &str) -> String {
     format!("{INSTANCE_PREFIX}.{instance_id}.{subject}")
 }
 
+/// The endpoint subject an instance subject is for (`_COURIER.<id>.users.get` is
+/// `users.get`); any other subject as it is.
+pub(crate) fn shared_subject(subject: &str) -> &str {
+    subject
+        .strip_prefix(INSTANCE_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.split_once('.'))
+        .map_or(subject, |(_, endpoint)| endpoint)
+}
+
 /// An endpoint's metadata with its HTTP route's entries added.
 fn with_route(
     mut metadata: BTreeMap<String, String>,
@@ -379,7 +389,17 @@ pub(crate) struct EndpointRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_subject;
+    use super::{instance_subject, shared_subject, valid_subject};
+
+    #[test]
+    fn an_instance_subject_names_its_endpoint() {
+        assert_eq!(
+            shared_subject(&instance_subject("abc", "users.get")),
+            "users.get"
+        );
+        assert_eq!(shared_subject("users.get"), "users.get");
+        assert_eq!(shared_subject("_COURIER.abc"), "_COURIER.abc");
+    }
 
     #[test]
     fn endpoint_subjects_are_plain_and_subscriptions_may_use_wildcards() {

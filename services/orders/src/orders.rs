@@ -136,6 +136,7 @@ impl Orders {
             Claim::Fresh(write) => write,
         };
         let lines = serde_json::to_string(&order.lines).map_err(StoreError::Json)?;
+        let traceparent = meta.trace.to_header();
         let o = &order;
         let params = [
             o.id.as_str().into(),
@@ -148,6 +149,7 @@ impl Orders {
             o.created_at.as_str().into(),
             o.updated_at.as_str().into(),
             step::RESERVE.into(),
+            traceparent.as_str().into(),
             courier_store::now_millis().into(),
         ];
         write.execute(&store::insert(), &params).await?;

@@ -22,6 +22,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_actors::meta::TraceContext;
+use courier_actors::trace::{self, Span, SpanKind};
 use courier_actors::{CallError, Client, Meta};
 use courier_config::{Invalid, Validate};
 use courier_contracts::orders::{Order, OrderState, ORDER_CANCELLED, ORDER_CONFIRMED};
@@ -31,6 +33,7 @@ use courier_store::{now_millis, Database, Param, StoreError};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::metrics::{Outcome, SagaMetrics};
 use crate::orders::now;
@@ -165,7 +168,7 @@ impl Runner {
         let mut census = tokio::time::interval(self.settings.census_every);
         census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if (&mut census).tick().now_or_never().is_some() {
+            if census.tick().now_or_never().is_some() {
                 if let Err(error) = self.metrics.census(&self.db).await {
                     tracing::warn!(%error, "Cannot count the orders by state.");
                 }
@@ -220,29 +223,50 @@ impl Runner {
         if leased == 0 {
             return Ok(());
         }
+        let meta = self.meta(&row, &row.step);
+        // The step's log lines carry the order's request and trace ids.
+        let span = trace::log_span(&meta);
+        self.step(&row, &meta).instrument(span).await
+    }
+
+    /// Runs the step `row` is at, under `meta`, and records where it left the saga.
+    async fn step(&self, row: &OrderRow, meta: &Meta) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let next = match row.step.as_str() {
-            step::RESERVE => self.reserve(&row.order).await,
-            step::CHARGE => self.charge(&row.order).await,
-            step::RELEASE => self.release(&row.order).await,
+            step::RESERVE => self.reserve(&row.order, meta).await,
+            step::CHARGE => self.charge(&row.order, meta).await,
+            step::RELEASE => self.release(&row.order, meta).await,
             _ => return Ok(()),
         };
-        let outcome = match next {
-            Next::Advance { .. } => Outcome::Advanced,
-            Next::Retry(_) => Outcome::Retried,
+        let took = started.elapsed();
+        let (outcome, retried) = match &next {
+            Next::Advance { .. } => (Outcome::Advanced, None),
+            Next::Retry(why) => (Outcome::Retried, Some(why.clone())),
         };
-        self.metrics.step(&row.step, started.elapsed(), outcome);
+        self.metrics.step(&row.step, took, outcome);
+        if trace::enabled() {
+            trace::record(
+                Span::of_hop(
+                    format!("saga order {}", row.step),
+                    SpanKind::Internal,
+                    meta,
+                    took,
+                )
+                .with("courier.order_id", row.order.id.clone())
+                .failed(retried),
+            );
+        }
         match next {
             Next::Advance {
                 step,
                 state,
                 reason,
-            } => self.advance(&row, step, state, reason).await,
-            Next::Retry(why) => self.retry(&row, &why).await,
+            } => self.advance(row, step, state, reason, meta).await,
+            Next::Retry(why) => self.retry(row, &why).await,
         }
     }
 
-    async fn reserve(&self, order: &Order) -> Next {
+    async fn reserve(&self, order: &Order, meta: &Meta) -> Next {
         let items = order.lines.iter().map(|l| Item {
             product_id: l.product_id.clone(),
             quantity: l.quantity,
@@ -251,11 +275,7 @@ impl Runner {
             order_id: order.id.clone(),
             items: items.collect(),
         };
-        match self
-            .client
-            .send(&reserve, &self.meta(order, "reserve"))
-            .await
-        {
+        match self.client.send(&reserve, meta).await {
             Ok(_) => advance(step::CHARGE, OrderState::Pending, None),
             Err(e) => match refused(&e) {
                 Some(why) => advance(
@@ -268,14 +288,14 @@ impl Runner {
         }
     }
 
-    async fn charge(&self, order: &Order) -> Next {
+    async fn charge(&self, order: &Order, meta: &Meta) -> Next {
         let charge = Charge {
             order_id: order.id.clone(),
             user_id: order.user_id.clone(),
             amount: order.total,
             currency: order.currency.clone(),
         };
-        match self.client.send(&charge, &self.meta(order, "charge")).await {
+        match self.client.send(&charge, meta).await {
             Ok(payment) => match payment.state {
                 PaymentState::Charged => advance(step::DONE, OrderState::Confirmed, None),
                 PaymentState::Declined => {
@@ -303,27 +323,25 @@ impl Runner {
         }
     }
 
-    async fn release(&self, order: &Order) -> Next {
+    async fn release(&self, order: &Order, meta: &Meta) -> Next {
         let release = Release {
             order_id: order.id.clone(),
         };
-        match self
-            .client
-            .send(&release, &self.meta(order, "release"))
-            .await
-        {
+        match self.client.send(&release, meta).await {
             Ok(_) => advance(step::DONE, OrderState::Cancelled, None),
             Err(e) => Next::Retry(e.to_string()),
         }
     }
 
-    /// Moves the saga on, with the event of a finished order, in one transaction.
+    /// Moves the saga on, with the event of a finished order (in the trace of the step that
+    /// finished it, `meta`), in one transaction.
     async fn advance(
         &self,
         row: &OrderRow,
         next: &str,
         state: OrderState,
         reason: Option<String>,
+        meta: &Meta,
     ) -> Result<(), StoreError> {
         let order = &row.order;
         let mut write = self.db.begin().await?;
@@ -347,9 +365,7 @@ impl Runner {
             OrderState::Pending => None,
         };
         if let Some(subject) = event {
-            write
-                .event(subject, &moved.order, &self.meta(order, next))
-                .await?;
+            write.event(subject, &moved.order, meta).await?;
             tracing::info!(
                 order = order.id,
                 state = state_column(state),
@@ -388,10 +404,14 @@ impl Runner {
         write.commit().await
     }
 
-    /// The meta of a step's call: its own request id, for logs and traces.
-    fn meta(&self, order: &Order, step: &str) -> Meta {
+    /// The meta of a step's call: its own request id, for logs, in the trace of the request
+    /// that took the order (a new trace for orders taken before traces were kept).
+    fn meta(&self, row: &OrderRow, step: &str) -> Meta {
         let mut meta = Meta::root();
-        meta.request_id = format!("{}:{step}", order.id);
+        meta.request_id = format!("{}:{step}", row.order.id);
+        if let Some(parent) = row.traceparent.as_deref().and_then(TraceContext::parse) {
+            meta.follow(parent);
+        }
         meta
     }
 }

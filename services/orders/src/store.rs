@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "index unfinished sagas",
         sql: "CREATE INDEX IF NOT EXISTS orders_by_step ON orders (step, next_attempt_at)",
     },
+    Migration {
+        version: 4,
+        name: "the trace of the request that took the order",
+        sql: "ALTER TABLE orders ADD COLUMN traceparent TEXT",
+    },
 ];
 
 /// The saga's steps, as stored.
@@ -47,12 +52,12 @@ pub mod step {
 }
 
 const ORDER: &str = "id, user_id, lines, total, currency, state, reason, created_at, updated_at, \
-                     step, attempts";
+                     step, attempts, traceparent";
 
 pub fn insert() -> String {
     format!(
         "INSERT INTO orders ({ORDER}, next_attempt_at, lease_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, 0)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, 0)"
     )
 }
 
@@ -98,6 +103,9 @@ pub struct OrderRow {
     pub step: String,
     /// Failed tries of that step.
     pub attempts: i64,
+    /// The W3C trace context of the request that took the order: the saga's steps continue
+    /// that trace.
+    pub traceparent: Option<String>,
 }
 
 impl FromRow for OrderRow {
@@ -122,6 +130,7 @@ impl FromRow for OrderRow {
             },
             step: row.text(9)?,
             attempts: row.int(10)?,
+            traceparent: row.opt_text(11)?,
         })
     }
 }

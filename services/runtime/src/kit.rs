@@ -170,7 +170,8 @@ where
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    crate::telemetry::init(settings.log());
+    let service = binary.strip_prefix("courier-").unwrap_or(binary);
+    let _telemetry = crate::telemetry::init(service, settings.log());
     let shutdown = Box::pin(async {
         let signal = crate::shutdown_signal().await;
         tracing::info!(signal, "Stopping.");

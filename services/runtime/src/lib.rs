@@ -1,7 +1,8 @@
 //! `courier-runtime`: what every Courier service binary shares, so a new service is its
 //! domain and nothing else.
 //!
-//! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins).
+//! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins), and OTLP export
+//!   of every hop's span when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //! - [`nats::connect`] — the instance's two NATS connections (main and intake), named, their
 //!   events logged and counted.
 //! - [`settings_or_exit`] — a binary's settings, or the one-line error and exit code 64.

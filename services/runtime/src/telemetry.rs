@@ -1,18 +1,191 @@
-//! Log output for service binaries.
+//! Log output and trace export for Courier binaries.
+//!
+//! Logs: pretty lines for people or JSON for machines, on stderr. In JSON each line written
+//! while a request or event is handled carries its `request_id` and `trace_id` (the `request`
+//! span that `courier_actors` opens around handlers, target `courier::request`); pretty lines
+//! leave that span out unless `RUST_LOG` asks for it, so the request path pays nothing for it.
+//!
+//! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set,
+//! every hop's span ([`courier_actors::trace`]) is exported over OTLP/HTTP, protobuf or JSON
+//! as `OTEL_EXPORTER_OTLP_PROTOCOL` says (`http/protobuf` by default), in batches from a
+//! thread of the exporter's own. `OTEL_SERVICE_NAME` names the service (else the Courier
+//! service name); `OTEL_SDK_DISABLED=true` turns export off.
 
+use std::time::Duration;
+
+use courier_actors::trace::{Exporter, Span, SpanKind};
 use courier_config::{LogFormat, LogSettings};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber: `RUST_LOG` when set, else `settings.level`; pretty or JSON
-/// lines on stderr. Calling it twice keeps the first (tests may call it per test).
-pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// The target of the span around each handled request and event (see the module docs).
+const REQUEST_SPANS: &str = "courier::request";
+
+/// How long the last spans may take to leave when the process stops.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Logging and trace export, as [`init`] set them up. Dropping it sends the spans still
+/// buffered (bounded by a few seconds): keep it until `main` returns.
+#[must_use = "dropping it stops trace export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exports_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(error) = provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
+                tracing::warn!(%error, "Could not send the last spans.");
+            }
+        }
+    }
+}
+
+/// Installs the global log subscriber (`RUST_LOG` when set, else `settings.level`; pretty or
+/// JSON lines on stderr) and, when the environment asks for it, OTLP export of the spans of
+/// `service` (see the module docs). Calling it twice keeps the first subscriber and exporter
+/// (tests may call it per test).
+pub fn init(service: &str, settings: &LogSettings) -> Telemetry {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let asked_for_request_spans = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("courier::"));
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let _ = match settings.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => {
+            let filter = if asked_for_request_spans {
+                filter
+            } else {
+                filter.add_directive(
+                    format!("{REQUEST_SPANS}=off")
+                        .parse()
+                        .expect("a valid directive"),
+                )
+            };
+            builder.with_env_filter(filter).try_init()
+        }
+        LogFormat::Json => builder
+            .with_env_filter(filter)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
+    Telemetry {
+        provider: otlp(service),
+    }
+}
+
+/// The OTLP exporter the environment asks for, installed as `courier_actors`' exporter.
+fn otlp(service: &str) -> Option<SdkTracerProvider> {
+    let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+    let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        None | Some("http/protobuf") => Protocol::HttpBinary,
+        Some("http/json") => Protocol::HttpJson,
+        Some(other) => {
+            tracing::warn!(
+                protocol = other,
+                "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf and http/json are supported; \
+                 traces are not exported."
+            );
+            return None;
+        }
+    };
+    // The exporter reads the endpoint, headers and time-out from the environment itself.
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot export traces over OTLP; going on without.");
+            return None;
+        }
+    };
+    let name = env("OTEL_SERVICE_NAME").unwrap_or_else(|| service.to_owned());
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(name)
+                .build(),
+        )
+        .build();
+    let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "courier");
+    if !courier_actors::trace::install(Otlp(tracer)) {
+        return None;
+    }
+    tracing::info!("Exporting traces over OTLP.");
+    Some(provider)
+}
+
+/// Hands Courier's spans to the OpenTelemetry SDK with their own ids, so the exported trace
+/// is the one the `traceparent` headers carried.
+struct Otlp(Tracer);
+
+impl Exporter for Otlp {
+    fn export(&self, span: Span) {
+        let trace_id = TraceId::from_bytes(span.trace.trace_id.to_be_bytes());
+        let flags = TraceFlags::new(span.trace.flags);
+        let parent = match span.parent {
+            Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
+                trace_id,
+                SpanId::from_bytes(parent.to_be_bytes()),
+                flags,
+                true,
+                TraceState::default(),
+            )),
+            None => Context::new(),
+        };
+        let end = span.start + span.duration;
+        let status = match span.error {
+            None => Status::Unset,
+            Some(message) => Status::error(message),
+        };
+        let builder = self
+            .0
+            .span_builder(span.name)
+            .with_kind(kind(span.kind))
+            .with_trace_id(trace_id)
+            .with_span_id(SpanId::from_bytes(span.trace.span_id.to_be_bytes()))
+            .with_start_time(span.start)
+            .with_attributes(
+                span.attributes
+                    .into_iter()
+                    .map(|(key, value)| KeyValue::new(key, value)),
+            )
+            .with_status(status);
+        self.0
+            .build_with_context(builder, &parent)
+            .end_with_timestamp(end);
+    }
+}
+
+fn kind(kind: SpanKind) -> opentelemetry::trace::SpanKind {
+    use opentelemetry::trace::SpanKind as Otel;
+    match kind {
+        SpanKind::Server => Otel::Server,
+        SpanKind::Client => Otel::Client,
+        SpanKind::Producer => Otel::Producer,
+        SpanKind::Consumer => Otel::Consumer,
+        SpanKind::Internal => Otel::Internal,
+    }
 }

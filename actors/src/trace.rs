@@ -1,0 +1,127 @@
+//! Spans of the hops a request makes, for a trace exporter to send on (pure: no exporter here).
+//!
+//! Each hop already has its span in the wire's trace context: [`Meta::trace`] is the caller's
+//! trace id with a span id of this hop's own, and the caller's span id is
+//! [`Meta::parent_span`]. So a span here is those ids with a name, a kind and a time, made
+//! when the hop ends, and handed to the one [`Exporter`] the process installed
+//! ([`install`]; `courier-runtime` installs an OTLP one when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set). Without one, [`enabled`] is a load of a once-set cell and nothing else is done: the
+//! hot path pays nothing for tracing it does not export.
+//!
+//! Spans made here: the endpoint's handling (server), a call to another service (client), a
+//! durable event's publish (producer) and its handling (consumer). The gateway adds its HTTP
+//! request (server), the orders service its saga's steps (internal).
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::meta::{Meta, TraceContext};
+
+/// What a span stands for, as OpenTelemetry names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Handling a request.
+    Server,
+    /// Waiting for another service's answer.
+    Client,
+    /// Sending a durable event.
+    Producer,
+    /// Handling a durable event.
+    Consumer,
+    /// Work of the process's own (a saga's step).
+    Internal,
+}
+
+/// A finished span.
+#[derive(Debug, Clone)]
+pub struct Span {
+    /// What was done: the subject, or `<method> <route>` at the gateway.
+    pub name: Cow<'static, str>,
+    /// Its kind.
+    pub kind: SpanKind,
+    /// The trace and this span's id.
+    pub trace: TraceContext,
+    /// The span this one was made for; `None` for the first of a trace.
+    pub parent: Option<u64>,
+    /// When it started, on the wall clock.
+    pub start: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Attributes: the request id always, then whatever the hop knows (status, subject).
+    pub attributes: Vec<(&'static str, String)>,
+    /// The error it ended with, as `<code> <message>`; `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+impl Span {
+    /// A span of `meta`'s hop that started `took` ago and ends now.
+    pub fn of_hop(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        meta: &Meta,
+        took: Duration,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            trace: meta.trace,
+            parent: meta.parent_span,
+            start: SystemTime::now() - took,
+            duration: took,
+            attributes: vec![("courier.request_id", meta.request_id.clone())],
+            error: None,
+        }
+    }
+
+    /// The same span with one more attribute.
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.attributes.push((key, value.into()));
+        self
+    }
+
+    /// The same span, failed with `error` when there is one.
+    pub fn failed(mut self, error: Option<String>) -> Self {
+        self.error = error;
+        self
+    }
+}
+
+/// The `tracing` span to run a request's or event's work in (target `courier::request`), so
+/// that log lines written by it carry its `request_id` and `trace_id`. When that target is
+/// off (as `courier-runtime` sets it for pretty logs) it is a disabled span and costs
+/// nothing.
+pub fn log_span(meta: &Meta) -> tracing::Span {
+    tracing::info_span!(
+        target: "courier::request",
+        "request",
+        request_id = %meta.request_id,
+        trace_id = %meta.trace.trace_id_hex(),
+    )
+}
+
+/// Where finished spans go. Called on the thread that finished the span: it must not block.
+pub trait Exporter: Send + Sync + 'static {
+    /// Takes one finished span.
+    fn export(&self, span: Span);
+}
+
+static EXPORTER: OnceLock<Box<dyn Exporter>> = OnceLock::new();
+
+/// Installs the process's exporter; `false` when one was installed already (it stays).
+pub fn install(exporter: impl Exporter) -> bool {
+    EXPORTER.set(Box::new(exporter)).is_ok()
+}
+
+/// Whether spans are exported: build one only then.
+#[inline]
+pub fn enabled() -> bool {
+    EXPORTER.get().is_some()
+}
+
+/// Hands `span` to the exporter, if there is one.
+pub fn record(span: Span) {
+    if let Some(exporter) = EXPORTER.get() {
+        exporter.export(span);
+    }
+}
