@@ -147,8 +147,14 @@ async fn metrics(
     gateway: web::Data<Gateway>,
     registry: web::Data<prometheus::Registry>,
 ) -> HttpResponse {
-    let routes = gateway.directory.snapshot().table.entries().len();
-    gateway.metrics.routes.set(routes as i64);
+    let snapshot = gateway.directory.snapshot();
+    gateway
+        .metrics
+        .routes
+        .set(snapshot.table.entries().len() as i64);
+    gateway
+        .metrics
+        .cover(snapshot.services.keys().map(String::as_str));
     courier_runtime::admin::render_metrics(&registry)
 }
 

@@ -14,6 +14,8 @@ pub const DURATION: &str = "courier_gateway_request_duration_seconds";
 pub const UPSTREAM: &str = "courier_gateway_upstream_duration_seconds";
 /// Retries by service and outcome (`sent`, `refused_by_budget`).
 pub const RETRIES: &str = "courier_gateway_retries_total";
+/// The outcomes of [`RETRIES`].
+pub const RETRY_OUTCOMES: [&str; 2] = ["sent", "refused_by_budget"];
 /// Breaker state by service: 0 closed, 1 open, 2 half-open.
 pub const BREAKER: &str = "courier_gateway_breaker_state";
 /// Requests in flight.
@@ -112,6 +114,19 @@ impl Metrics {
         self.duration
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// Gives every per-service series of `services` a value (breaker closed, no retries, no
+    /// replies yet), so dashboards and alerts see a service as soon as it is known, not at its
+    /// first retry or breaker change.
+    pub fn cover<'a>(&self, services: impl IntoIterator<Item = &'a str>) {
+        for service in services {
+            self.breaker.with_label_values(&[service]);
+            self.upstream.with_label_values(&[service]);
+            for outcome in RETRY_OUTCOMES {
+                self.retries.with_label_values(&[service, outcome]);
+            }
+        }
     }
 
     /// The latency histogram of one service's replies.

@@ -275,6 +275,20 @@ async fn health_readiness_metrics_and_cors() {
         metrics.contains("courier_gateway_upstream_duration_seconds_bucket{service=\"toy\""),
         "{metrics}"
     );
+    // A known service's breaker and retries have series before any retry or breaker change,
+    // and the process says what it is and that it is connected.
+    for line in [
+        r#"courier_gateway_breaker_state{service="toy"} 0"#,
+        r#"courier_gateway_retries_total{outcome="sent",service="toy"} 0"#,
+        r#"courier_gateway_retries_total{outcome="refused_by_budget",service="toy"} 0"#,
+        r#"courier_nats_connected{connection="main"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"courier_build_info{service="gateway",version=""#),
+        "{metrics}"
+    );
 
     let preflight = gateway
         .http
