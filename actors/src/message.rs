@@ -110,10 +110,11 @@ impl<E: 'static> Event<E> {
 
 /// `work`'s output, or [`Cancelled`] once the request is cancelled (checked first, so work
 /// cancelled while queued in the mailbox never starts).
-/// The work runs in [`crate::trace::log_span`], so its log lines carry the request's ids.
+/// The work runs in [`crate::trace::log_span`], so its log lines carry the request's ids, and
+/// [`crate::trace::within`] its hop, so its database calls are spans of that hop.
 async fn until_cancelled<T>(meta: &Meta, work: impl Future<Output = T>) -> Result<T, Cancelled> {
     use tracing::Instrument;
-    let work = work.instrument(crate::trace::log_span(meta));
+    let work = crate::trace::within(meta.trace, work).instrument(crate::trace::log_span(meta));
     tokio::select! {
         biased;
         () = meta.cancelled() => Err(Cancelled),

@@ -13,6 +13,7 @@
 //! request (server), the orders service its saga's steps (internal).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +86,36 @@ impl Span {
         self.error = error;
         self
     }
+}
+
+tokio::task_local! {
+    /// The hop whose work the current task is doing (see [`within`]).
+    static HOP: TraceContext;
+}
+
+/// Runs `work` as part of the hop `trace`: spans of work done inside it without a [`Meta`] at
+/// hand (a database call: [`inner`]) are its children.
+pub fn within<F: Future>(trace: TraceContext, work: F) -> impl Future<Output = F::Output> {
+    HOP.scope(trace, work)
+}
+
+/// A span for work that took `took` and ends now inside the current hop ([`within`]), as its
+/// child; `None` outside a hop or without an exporter, so callers build nothing then.
+pub fn inner(name: impl Into<Cow<'static, str>>, kind: SpanKind, took: Duration) -> Option<Span> {
+    if !enabled() {
+        return None;
+    }
+    let hop = HOP.try_with(|hop| *hop).ok()?;
+    Some(Span {
+        name: name.into(),
+        kind,
+        trace: hop.child(),
+        parent: Some(hop.span_id),
+        start: SystemTime::now() - took,
+        duration: took,
+        attributes: Vec::new(),
+        error: None,
+    })
 }
 
 /// The `tracing` span to run a request's or event's work in (target `courier::request`), so

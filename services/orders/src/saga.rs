@@ -226,7 +226,9 @@ impl Runner {
         let meta = self.meta(&row, &row.step);
         // The step's log lines carry the order's request and trace ids.
         let span = trace::log_span(&meta);
-        self.step(&row, &meta).instrument(span).await
+        trace::within(meta.trace, self.step(&row, &meta))
+            .instrument(span)
+            .await
     }
 
     /// Runs the step `row` is at, under `meta`, and records where it left the saga.

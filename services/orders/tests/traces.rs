@@ -1,8 +1,9 @@
 //! One trace across the system, as an OTLP collector receives it: the real binaries of the
 //! gateway, users, products, payments and orders, exporting spans over OTLP/HTTP (JSON) to a
 //! receiver of the test's own, with a real nats-server and Consul. An order taken through the
-//! gateway is one trace id in the gateway's request span, the orders service's handling, its
-//! saga's calls, and the payments service's charge.
+//! gateway is one trace id in the gateway's request span, the orders service's handling and
+//! its database calls, its events' publish, its saga's steps and calls, and the products and
+//! payments services' handling of those.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -292,6 +293,9 @@ async fn an_order_is_one_trace_across_the_gateway_orders_and_payments() {
         ("gateway", "POST /orders"),
         ("gateway", "orders.create"),
         ("orders", "orders.create"),
+        // Its database calls: the order's row, and the commit.
+        ("orders", "INSERT"),
+        ("orders", "COMMIT"),
         ("orders", "events.orders.created"),
         ("orders", "saga order reserve"),
         ("orders", "inventory.reserve"),

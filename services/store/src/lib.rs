@@ -142,6 +142,8 @@ pub struct Database {
     last_prune: Arc<AtomicI64>,
     /// Woken by every commit that wrote events, so the relay publishes them at once.
     outbox: Arc<Notify>,
+    /// `sqlite` or `postgresql`, as trace spans name the database system.
+    system: &'static str,
 }
 
 impl Database {
@@ -164,6 +166,11 @@ impl Database {
             writer: None,
             last_prune: Arc::default(),
             outbox: Arc::default(),
+            system: if url.starts_with("sqlite:") {
+                "sqlite"
+            } else {
+                "postgresql"
+            },
         };
         if db.file.is_some() {
             db.use_wal().await?;
@@ -188,11 +195,16 @@ impl Database {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Option<T>, StoreError> {
-        if let Some(file) = &self.file {
-            return local::one(file, sql, params);
-        }
-        let row = rows::bind(sql, params).fetch_optional(&self.pool).await?;
-        row.as_ref().map(|row| T::from_row(row)).transpose()
+        let call = Call::start(self.system, sql);
+        let row = match &self.file {
+            Some(file) => local::one(file, sql, params),
+            None => match rows::bind(sql, params).fetch_optional(&self.pool).await {
+                Ok(row) => row.as_ref().map(|row| T::from_row(row)).transpose(),
+                Err(e) => Err(e.into()),
+            },
+        };
+        call.end(&row);
+        row
     }
 
     /// Every row `sql` selects with `params`.
@@ -201,11 +213,16 @@ impl Database {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<T>, StoreError> {
-        if let Some(file) = &self.file {
-            return local::all(file, sql, params);
-        }
-        let rows = rows::bind(sql, params).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| T::from_row(row)).collect()
+        let call = Call::start(self.system, sql);
+        let all = match &self.file {
+            Some(file) => local::all(file, sql, params),
+            None => match rows::bind(sql, params).fetch_all(&self.pool).await {
+                Ok(rows) => rows.iter().map(|row| T::from_row(row)).collect(),
+                Err(e) => Err(e.into()),
+            },
+        };
+        call.end(&all);
+        all
     }
 
     /// Starts a write with no idempotency key (work the service itself drives, such as a
@@ -223,12 +240,46 @@ impl Database {
             Some(writer) => Tx::File(writer.begin().await?),
             None => Tx::Pool(self.pool.begin().await?),
         };
-        Ok(Write::new(tx, key, self.outbox.clone()))
+        Ok(Write::new(tx, key, self.outbox.clone(), self.system))
     }
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// One database call, timed for its trace span when spans are exported (see
+/// [`courier_actors::trace::inner`]): a child of the hop doing it, named by the statement's
+/// first word, with the database system and the statement (parameters are never in it).
+pub(crate) struct Call<'a> {
+    started: Option<(std::time::Instant, &'static str, &'a str)>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn start(system: &'static str, sql: &'a str) -> Self {
+        let started =
+            courier_actors::trace::enabled().then(|| (std::time::Instant::now(), system, sql));
+        Self { started }
+    }
+
+    pub(crate) fn end<T>(self, result: &Result<T, StoreError>) {
+        use courier_actors::trace::{self, SpanKind};
+        let Some((started, system, sql)) = self.started else {
+            return;
+        };
+        let operation = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("SQL")
+            .to_ascii_uppercase();
+        if let Some(span) = trace::inner(operation, SpanKind::Client, started.elapsed()) {
+            trace::record(
+                span.with("db.system", system)
+                    .with("db.statement", sql)
+                    .failed(result.as_ref().err().map(ToString::to_string)),
+            );
+        }
     }
 }
 

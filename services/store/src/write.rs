@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::local;
 use crate::rows::{bind, FromRow, Param};
 use crate::writer::{self, WriteTx};
-use crate::{duplicate_or_query, now_millis, StoreError};
+use crate::{duplicate_or_query, now_millis, Call, StoreError};
 
 /// One transaction: statements, then [`Write::record`] of the reply (for a write under a
 /// [`WriteKey`](crate::WriteKey)), [`Write::event`]s, then [`Write::commit`]. Dropped without
@@ -24,6 +24,8 @@ pub struct Write {
     /// The relay's wake-up, rung after a commit that wrote events.
     outbox: Arc<Notify>,
     events: usize,
+    /// The database system, for trace spans.
+    system: &'static str,
 }
 
 /// Where a write's statements run.
@@ -36,18 +38,35 @@ pub(crate) enum Tx {
 }
 
 impl Write {
-    pub(crate) fn new(tx: Tx, key: Option<(String, String)>, outbox: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        tx: Tx,
+        key: Option<(String, String)>,
+        outbox: Arc<Notify>,
+        system: &'static str,
+    ) -> Self {
         Self {
             tx,
             key,
             outbox,
             events: 0,
+            system,
         }
     }
 
     /// Runs a statement; the number of rows it changed. A unique violation is
     /// [`StoreError::Duplicate`].
     pub async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let call = Call::start(self.system, sql);
+        let done = self.execute_untraced(sql, params).await;
+        call.end(&done);
+        done
+    }
+
+    async fn execute_untraced(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, StoreError> {
         match &mut self.tx {
             Tx::Pool(tx) => {
                 let done = bind(sql, params)
@@ -65,6 +84,17 @@ impl Write {
     /// The first row of a query (`SELECT`, or a statement with `RETURNING`), if any. A unique
     /// violation is [`StoreError::Duplicate`].
     pub async fn one<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<T>, StoreError> {
+        let call = Call::start(self.system, sql);
+        let row = self.one_untraced(sql, params).await;
+        call.end(&row);
+        row
+    }
+
+    async fn one_untraced<T: FromRow>(
         &mut self,
         sql: &str,
         params: &[Param<'_>],
@@ -173,10 +203,13 @@ impl Write {
 
     /// Makes the changes, key, reply and events included, durable; then wakes the relay.
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self.tx {
-            Tx::Pool(tx) => tx.commit().await?,
-            Tx::File(tx) => tx.commit().await?,
-        }
+        let call = Call::start(self.system, "COMMIT");
+        let done = match self.tx {
+            Tx::Pool(tx) => tx.commit().await.map_err(StoreError::from),
+            Tx::File(tx) => tx.commit().await,
+        };
+        call.end(&done);
+        done?;
         if self.events > 0 {
             self.outbox.notify_one();
         }
