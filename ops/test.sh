@@ -4,8 +4,9 @@
 #   ops/test.sh            formatting, the nats-server and Prometheus configurations (rules
 #                          with their unit tests, Grafana dashboards linted), shellcheck (when
 #                          installed), clippy, all tests (unit, real nats-server, SQLite,
-#                          PostgreSQL when one answers), a seconds-long benchmark smoke, and
-#                          the deployment files checked against the binaries
+#                          PostgreSQL when one answers), a seconds-long benchmark smoke, the
+#                          deployment files checked against the binaries, and the whole system
+#                          run on free ports with every Grafana panel's query checked
 #
 # Tests start their own nats-server and consul agent on free loopback ports; nothing here needs
 # a running service. PostgreSQL tests use $COURIER_TEST_POSTGRES_URL
@@ -55,3 +56,6 @@ cargo test --workspace --doc --locked
 step "deployment files (Dockerfile, compose, Kubernetes) against the binaries"
 cargo build --workspace --bins --locked
 ops/check-deploy.sh
+
+step "the whole system (up, the demo with errors, Prometheus, every dashboard panel, down)"
+ops/check-system.sh

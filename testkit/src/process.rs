@@ -88,8 +88,29 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target"));
     let path = target.join("debug").join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--bin", name])
+    let mut build = Command::new(cargo);
+    // Without the variables cargo sets for this test's own crate: build scripts that watch
+    // them (ring's watches CARGO_MANIFEST_DIR) would otherwise see them change between this
+    // build and a plain `cargo build`, and rebuild half the workspace each time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_crate = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if per_crate {
+            build.env_remove(key.as_ref());
+        }
+    }
+    let status = build
+        .args(["build", "--quiet", "--locked", "--bin", name])
         .current_dir(crate::workspace_root())
         .status()
         .unwrap_or_else(|e| panic!("cargo build --bin {name}: {e}"));

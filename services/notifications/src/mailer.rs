@@ -15,6 +15,9 @@ use crate::config::NotificationsSettings;
 /// could not be reached), `no_address` (the user's address could not be had).
 pub const MAILS_TOTAL: &str = "courier_notifications_mails_total";
 
+/// Every outcome of [`MAILS_TOTAL`].
+pub const OUTCOMES: [&str; 3] = ["sent", "failed", "no_address"];
+
 /// Why a mail was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -34,10 +37,14 @@ pub enum MailError {
 pub struct MailCounter(IntCounterVec);
 
 impl MailCounter {
-    /// The counter, registered in `registry` (a process registers it once).
+    /// The counter, registered in `registry` (a process registers it once), every outcome at
+    /// 0: a system that mails nothing (no `notifications.smtp_url`) shows it too.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let opts = Opts::new(MAILS_TOTAL, "Notification mails, by outcome.");
         let counter = IntCounterVec::new(opts, &["outcome"])?;
+        for outcome in OUTCOMES {
+            counter.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(counter.clone()))?;
         Ok(Self(counter))
     }
@@ -94,5 +101,24 @@ impl Mailer {
             .await
             .map_err(MailError::Smtp)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_a_series_before_the_first_mail() {
+        let registry = Registry::new();
+        let mails = MailCounter::register(&registry).unwrap();
+        mails.count("sent");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for (outcome, count) in [("sent", 1), ("failed", 0), ("no_address", 0)] {
+            let line = format!(r#"{MAILS_TOTAL}{{outcome="{outcome}"}} {count}"#);
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

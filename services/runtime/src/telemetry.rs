@@ -55,14 +55,17 @@ impl Drop for Telemetry {
 }
 
 /// Installs the global log subscriber (`RUST_LOG` when set, else `settings.level`; pretty or
-/// JSON lines on stderr) and, when the environment asks for it, OTLP export of the spans of
+/// JSON lines on stderr, coloured only on a terminal) and, when the environment asks for it, OTLP export of the spans of
 /// `service` (see the module docs). Calling it twice keeps the first subscriber and exporter
 /// (tests may call it per test).
 pub fn init(service: &str, settings: &LogSettings) -> Telemetry {
     let from_env = EnvFilter::try_from_default_env().ok();
     let asked_for_request_spans = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("courier::"));
     let filter = from_env.unwrap_or_else(|| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file keeps plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match settings.format {
         LogFormat::Pretty => {
             let filter = if asked_for_request_spans {
