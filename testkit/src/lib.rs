@@ -3,6 +3,8 @@
 //!
 //! - [`TestNats`]: a `nats-server` of the test's own on a free loopback port, stopped on drop.
 //! - [`TestConsul`]: a `consul agent -dev` of the test's own on free loopback ports.
+//! - [`TestCluster`]: three routed `nats-server` nodes with JetStream, for replicated streams
+//!   and losing a node.
 //! - [`ServiceThread`]: runs a service's future on a thread of its own in a fresh actix
 //!   `System`, hands back what it reports once it serves, and stops and joins it.
 //! - [`eventually`] (async) and [`poll_blocking`] (sync): wait for a condition with a deadline,
@@ -18,6 +20,7 @@
 //! and waiting for Consul to list instances or for a check's status are
 //! `courier_discovery::testing`, built on the guard and the waits here.
 
+pub mod cluster;
 pub mod consul;
 mod http;
 pub mod micro_schema;
@@ -28,6 +31,7 @@ mod wait;
 
 use std::path::PathBuf;
 
+pub use cluster::TestCluster;
 pub use consul::TestConsul;
 pub use http::http_get;
 pub use nats::{ops_config, ops_password, TestNats, OPS_PASSWORDS};

@@ -1,5 +1,7 @@
 //! The two streams: events, and the dead letters of every consumer.
 
+use std::time::Duration;
+
 use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::ErrorCode;
@@ -8,16 +10,22 @@ use courier_config::{EventsSettings, Storage};
 
 use super::DurableError;
 
-/// How many times to go round update-then-create when other instances create the same stream
-/// at the same moment: each round either finds the stream or makes it.
-const ATTEMPTS: usize = 3;
+/// How many times to go round update-then-create. A round ends early when another instance
+/// created the stream at the same moment (the next round updates it), or when the request
+/// went unanswered: on a fresh cluster, creating a replicated stream takes the meta leader a
+/// while, and requests that arrive meanwhile time out.
+const ATTEMPTS: u32 = 6;
+
+/// The pause before the next round after an unanswered request; doubled each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
 /// Creates the events stream and the dead-letter stream, or updates them to `settings`.
 ///
 /// Idempotent and safe when several instances start at once: the stream is updated when it
-/// exists and created when not, and a creation that loses the race to another instance's
-/// goes round again and updates. A change the server cannot make (file to memory storage,
-/// say) is an error naming the stream.
+/// exists and created when not, a creation that loses the race to another instance's goes
+/// round again and updates, and an unanswered request is asked again after a pause. A
+/// change the server cannot make (file to memory storage, say) is an error naming the
+/// stream.
 pub async fn ensure_streams(
     nats: &async_nats::Client,
     settings: &EventsSettings,
@@ -35,9 +43,8 @@ async fn create_or_update(
         stream: config.name.clone(),
         source,
     };
-    let mut attempt = 0;
+    let (mut attempt, mut pause) = (1, FIRST_PAUSE);
     loop {
-        attempt += 1;
         let error = match js.update_stream(&config).await {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == CreateStreamErrorKind::NotFound => {
@@ -46,16 +53,28 @@ async fn create_or_update(
                     Err(e) => e,
                 }
             }
-            Err(e) => return Err(failed(e)),
+            Err(e) => e,
         };
-        let lost_race = matches!(
-            error.kind(),
-            CreateStreamErrorKind::JetStream(ref e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST
-        );
-        if !lost_race || attempt >= ATTEMPTS {
+        let wait = match error.kind() {
+            CreateStreamErrorKind::JetStream(ref e)
+                if e.error_code() == ErrorCode::STREAM_NAME_EXIST =>
+            {
+                tracing::debug!(stream = %config.name, "Stream created meanwhile by another instance; updating it.");
+                Duration::ZERO
+            }
+            CreateStreamErrorKind::TimedOut => {
+                tracing::debug!(stream = %config.name, ?pause, "Stream request unanswered; asking again.");
+                let wait = pause;
+                pause *= 2;
+                wait
+            }
+            _ => return Err(failed(error)),
+        };
+        if attempt == ATTEMPTS {
             return Err(failed(error));
         }
-        tracing::debug!(stream = %config.name, "Stream created meanwhile by another instance; updating it.");
+        attempt += 1;
+        tokio::time::sleep(wait).await;
     }
 }
 
