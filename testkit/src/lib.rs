@@ -35,7 +35,7 @@ pub use cluster::TestCluster;
 pub use consul::TestConsul;
 pub use http::http_get;
 pub use nats::{ops_config, ops_password, TestNats, OPS_PASSWORDS};
-pub use process::{workspace_binary, Process};
+pub use process::{workspace_binaries, workspace_binary, Process};
 pub use service::{ServiceThread, Started, Stop};
 pub use wait::{eventually, poll_blocking};
 

@@ -83,37 +83,55 @@ impl Drop for Process {
 /// The debug build of a workspace binary (`courier-payments`), built first when missing (a
 /// test of one crate that runs another crate's binary).
 pub fn workspace_binary(name: &str) -> PathBuf {
+    workspace_binaries(&[name]).remove(0)
+}
+
+/// The debug builds of workspace binaries, built in one cargo run where missing or stale.
+pub fn workspace_binaries(names: &[&str]) -> Vec<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let path = target.join("debug").join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     // Without the variables cargo sets for this test's own crate: build scripts that watch
     // them (ring's watches CARGO_MANIFEST_DIR) would otherwise see them change between this
     // build and a plain `cargo build`, and rebuild half the workspace each time.
     for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let per_crate = key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                key.as_ref(),
-                "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-                    | "OUT_DIR"
-            );
-        if per_crate {
-            build.env_remove(key.as_ref());
+        if key.to_str().is_some_and(set_by_cargo_test) {
+            build.env_remove(key);
         }
     }
+    build
+        .args(["build", "--quiet", "--locked"])
+        .current_dir(crate::workspace_root());
+    for name in names {
+        build.args(["--bin", name]);
+    }
     let status = build
-        .args(["build", "--quiet", "--locked", "--bin", name])
-        .current_dir(crate::workspace_root())
         .status()
-        .unwrap_or_else(|e| panic!("cargo build --bin {name}: {e}"));
-    assert!(status.success(), "cargo build --bin {name} failed");
-    path
+        .unwrap_or_else(|e| panic!("cargo build {names:?}: {e}"));
+    assert!(status.success(), "cargo build {names:?} failed");
+    names
+        .iter()
+        .map(|name| target.join("debug").join(name))
+        .collect()
+}
+
+/// Whether `cargo test` sets the variable `key` for the test it runs (as opposed to the
+/// user's own `CARGO_*` settings, such as `CARGO_TARGET_DIR`, which a build must keep).
+fn set_by_cargo_test(key: &str) -> bool {
+    const EXACT: [&str; 8] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&key)
+        || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_BIN_EXE_")
 }
