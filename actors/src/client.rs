@@ -1,12 +1,12 @@
 //! Calls to other services and events out, with the caller's [`Meta`] carried in headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::meta::name;
-use crate::trace::{self, Span, SpanKind};
+use crate::trace::{Open, Span, SpanKind};
 use crate::{CallError, Codec, Meta, ServiceError};
 
 /// A typed request-reply and publish helper over one NATS connection. Cheap to clone.
@@ -55,21 +55,20 @@ impl Client {
     {
         // The call is a hop of its own: the callee's span is a child of this one.
         let meta = meta.next_hop().with_timeout(self.timeout);
-        let started = Instant::now();
+        // Named by the endpoint, whichever instance was asked; recorded even when the caller
+        // gives up midway (the callee's span names this one as its parent).
+        let span = Open::new(|| {
+            Span::of_hop(
+                crate::service::shared_subject(subject).to_owned(),
+                SpanKind::Client,
+                &meta,
+                std::time::Duration::ZERO,
+            )
+            .with("messaging.destination.name", subject)
+        });
         let result = self.exchange(subject, body, &meta).await;
-        if trace::enabled() {
-            let error = result.as_ref().err().map(ToString::to_string);
-            trace::record(
-                // Named by the endpoint, whichever instance was asked.
-                Span::of_hop(
-                    crate::service::shared_subject(subject).to_owned(),
-                    SpanKind::Client,
-                    &meta,
-                    started.elapsed(),
-                )
-                .with("messaging.destination.name", subject)
-                .failed(error),
-            );
+        if let Some(span) = span {
+            span.finish(result.as_ref().err().map(ToString::to_string));
         }
         result
     }

@@ -36,7 +36,7 @@
 //! - [`durable`] — JetStream streams, the [`Publisher`] of durable events, durable consumers
 //!   bound to actors, dead letters.
 //! - [`client`] — calls and events out.
-//! - [`trace`] — the spans of each hop, for the exporter a process installs (pure).
+//! - [`trace`] — the spans of each hop, for the exporter a process installs; a hop cancelled midway is recorded as such.
 //!
 //! # Must not depend on
 //! Consul, HTTP, a database or any service crate. Domain actors never see NATS types: they

@@ -168,6 +168,20 @@ impl Meta {
         }
     }
 
+    /// The first hop of a request that arrived from outside NATS (HTTP at the gateway):
+    /// `request_id`, this hop's `trace`, the caller's span `parent_span` when it sent one; no
+    /// deadline or caller yet.
+    pub fn arriving(request_id: String, trace: TraceContext, parent_span: Option<u64>) -> Self {
+        Self {
+            request_id,
+            trace,
+            parent_span,
+            deadline: None,
+            caller: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
     /// Continues the caller's trace `parent`: this hop gets a span of its own under it.
     pub fn follow(&mut self, parent: TraceContext) {
         self.trace = parent.child();
@@ -265,7 +279,7 @@ pub(crate) fn request_id(headers: Option<&HeaderMap>) -> String {
 
 /// A fresh request id: a NUID from this thread's own generator (nuid's global one sits behind a
 /// mutex that every worker would take for every request without an id).
-pub(crate) fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     thread_local! {
         static IDS: RefCell<nuid::NUID> = const { RefCell::new(nuid::NUID::new()) };
     }

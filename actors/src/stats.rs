@@ -1,7 +1,7 @@
 //! Per-endpoint counters and the in-flight limit. Each number lives in one place, a Prometheus
 //! metric, and `$SRV.STATS` reads the same metric, so the two never disagree.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +113,7 @@ impl Metrics {
             requests: self.requests.with_label_values(&[name]),
             endpoint: name.to_owned(),
             errors: self.errors.clone(),
+            errors_total: Arc::default(),
             rejected: self.rejected.with_label_values(&[name]),
             processing: self.processing.with_label_values(&[name]),
             last_error: Arc::new(Mutex::new(String::new())),
@@ -128,6 +129,9 @@ pub(crate) struct EndpointStats {
     requests: IntCounter,
     /// Every endpoint's errors by code: a code's series appears with its first error.
     errors: IntCounterVec,
+    /// This endpoint's errors over every code, counted with them in [`EndpointStats::failed`]
+    /// (so that `$SRV.STATS` reads a number instead of gathering the counter).
+    errors_total: Arc<AtomicU64>,
     rejected: IntCounter,
     processing: Histogram,
     last_error: Arc<Mutex<String>>,
@@ -168,6 +172,7 @@ impl EndpointStats {
         self.errors
             .with_label_values(&[self.endpoint.as_str(), &code.to_string()])
             .inc();
+        self.errors_total.fetch_add(1, Ordering::Relaxed);
         let last = format!(
             "{code} {}",
             crate::error::truncate(message, LAST_ERROR_BYTES)
@@ -179,27 +184,10 @@ impl EndpointStats {
         self.rejected.inc();
     }
 
-    /// This endpoint's errors, summed over the codes seen.
-    fn errors_over_codes(&self) -> u64 {
-        use prometheus::core::Collector;
-        let families = self.errors.collect();
-        families
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .filter(|metric| {
-                metric
-                    .get_label()
-                    .iter()
-                    .any(|l| l.name() == "endpoint" && l.value() == self.endpoint)
-            })
-            .map(|metric| metric.get_counter().get_value() as u64)
-            .sum()
-    }
-
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             num_requests: self.requests.get(),
-            num_errors: self.errors_over_codes(),
+            num_errors: self.errors_total.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()

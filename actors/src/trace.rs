@@ -1,4 +1,4 @@
-//! Spans of the hops a request makes, for a trace exporter to send on (pure: no exporter here).
+//! Spans of the hops a request makes, for the trace exporter a process installs.
 //!
 //! Each hop already has its span in the wire's trace context: [`Meta::trace`] is the caller's
 //! trace id with a span id of this hop's own, and the caller's span id is
@@ -6,7 +6,11 @@
 //! when the hop ends, and handed to the one [`Exporter`] the process installed
 //! ([`install`]; `courier-runtime` installs an OTLP one when `OTEL_EXPORTER_OTLP_ENDPOINT` is
 //! set). Without one, [`enabled`] is a load of a once-set cell and nothing else is done: the
-//! hot path pays nothing for tracing it does not export.
+//! hot path pays nothing for spans it does not export.
+//!
+//! A hop that can be cancelled midway (a handler past its deadline, a caller that gave up, an
+//! HTTP client gone) holds an [`Open`] span, recorded as cancelled when it is dropped before
+//! it ends: the spans of its callees name it as their parent, so it must reach the trace.
 //!
 //! Spans made here: the endpoint's handling (server), a call to another service (client), a
 //! durable event's publish (producer) and its handling (consumer). The gateway adds its HTTP
@@ -15,7 +19,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::meta::{Meta, TraceContext};
 
@@ -88,6 +92,69 @@ impl Span {
     }
 }
 
+/// A span under way: recorded by [`Open::finish`], or, if dropped first, as cancelled.
+#[derive(Debug)]
+pub struct Open {
+    span: Option<Span>,
+    started: Instant,
+}
+
+impl Open {
+    /// Opens `span` now (its start, duration and error are set when it ends); `None` without
+    /// an exporter, and then `span` is never built.
+    pub fn new(span: impl FnOnce() -> Span) -> Option<Self> {
+        enabled().then(|| Self {
+            span: Some(Span {
+                start: SystemTime::now(),
+                ..span()
+            }),
+            started: Instant::now(),
+        })
+    }
+
+    /// Opens the span of `meta`'s hop, named `name`.
+    pub fn hop(
+        name: impl FnOnce() -> Cow<'static, str>,
+        kind: SpanKind,
+        meta: &Meta,
+    ) -> Option<Self> {
+        Self::new(|| Span::of_hop(name(), kind, meta, Duration::ZERO))
+    }
+
+    /// Names the span (what it is is known only once work has started, say a route).
+    pub fn rename(&mut self, name: impl Into<Cow<'static, str>>) {
+        if let Some(span) = &mut self.span {
+            span.name = name.into();
+        }
+    }
+
+    /// Adds an attribute.
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        if let Some(span) = &mut self.span {
+            span.attributes.push((key, value.into()));
+        }
+    }
+
+    /// Ends the span now, failed with `error` when there is one, and records it.
+    pub fn finish(mut self, error: Option<String>) {
+        self.end(error);
+    }
+
+    fn end(&mut self, error: Option<String>) {
+        if let Some(mut span) = self.span.take() {
+            span.duration = self.started.elapsed();
+            span.error = error;
+            record(span);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.end(Some("cancelled before it ended".to_owned()));
+    }
+}
+
 tokio::task_local! {
     /// The hop whose work the current task is doing (see [`within`]).
     static HOP: TraceContext;
@@ -120,8 +187,8 @@ pub fn inner(name: impl Into<Cow<'static, str>>, kind: SpanKind, took: Duration)
 
 /// The `tracing` span to run a request's or event's work in (target `courier::request`), so
 /// that log lines written by it carry its `request_id` and `trace_id`. When that target is
-/// off (as `courier-runtime` sets it for pretty logs) it is a disabled span and costs
-/// nothing.
+/// off (as `courier-runtime` sets it for pretty logs) it is a disabled span and costs next to
+/// nothing; when on (JSON logs), every request pays for a live span.
 pub fn log_span(meta: &Meta) -> tracing::Span {
     tracing::info_span!(
         target: "courier::request",
@@ -154,5 +221,72 @@ pub fn enabled() -> bool {
 pub fn record(span: Span) {
     if let Some(exporter) = EXPORTER.get() {
         exporter.export(span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Keeps what it is given (the test binary's one exporter: other tests' spans land here
+    /// too, so each test looks for its own by name).
+    struct Keep(&'static Mutex<Vec<Span>>);
+
+    impl Exporter for Keep {
+        fn export(&self, span: Span) {
+            self.0.lock().unwrap().push(span);
+        }
+    }
+
+    fn recorded(name: &str) -> Vec<Span> {
+        static KEPT: Mutex<Vec<Span>> = Mutex::new(Vec::new());
+        install(Keep(&KEPT));
+        let kept = KEPT.lock().unwrap();
+        kept.iter().filter(|s| s.name == name).cloned().collect()
+    }
+
+    #[test]
+    fn an_open_span_dropped_before_its_end_is_recorded_as_cancelled() {
+        recorded("");
+        let meta = Meta::root().next_hop();
+        let finished = Open::hop(|| "finished".into(), SpanKind::Client, &meta).unwrap();
+        let mut dropped = Open::hop(|| "dropped".into(), SpanKind::Server, &meta).unwrap();
+        dropped.set("http.route", "/orders");
+        finished.finish(None);
+        drop(dropped);
+        let finished = recorded("finished");
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0].error, None);
+        assert_eq!(finished[0].parent, meta.parent_span);
+        assert_eq!(finished[0].trace, meta.trace);
+        let dropped = recorded("dropped");
+        assert_eq!(dropped.len(), 1, "recorded once, when dropped");
+        assert_eq!(
+            dropped[0].error.as_deref(),
+            Some("cancelled before it ended")
+        );
+        assert!(dropped[0]
+            .attributes
+            .contains(&("http.route", "/orders".to_owned())));
+    }
+
+    #[tokio::test]
+    async fn work_within_a_hop_makes_spans_under_it() {
+        recorded("");
+        let meta = Meta::root();
+        assert!(
+            inner("SELECT", SpanKind::Client, Duration::ZERO).is_none(),
+            "outside a hop"
+        );
+        let span = within(meta.trace, async {
+            inner("SELECT", SpanKind::Client, Duration::from_millis(1))
+        })
+        .await
+        .expect("inside the hop");
+        assert_eq!(span.trace.trace_id, meta.trace.trace_id);
+        assert_eq!(span.parent, Some(meta.trace.span_id));
+        assert_ne!(span.trace.span_id, meta.trace.span_id);
     }
 }

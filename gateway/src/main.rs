@@ -13,11 +13,12 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let _telemetry = courier_runtime::telemetry::init(courier_gateway::SERVICE_NAME, &settings.log);
+    let telemetry = courier_runtime::telemetry::init(courier_gateway::SERVICE_NAME, &settings.log);
     let result = actix::System::new().block_on(courier_gateway::run(settings, |_| {}, async {
         let signal = courier_runtime::shutdown_signal().await;
         tracing::info!(signal, "Stopping.");
     }));
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

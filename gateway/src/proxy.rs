@@ -13,7 +13,7 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method as HttpMethod, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use courier_actors::meta::TraceContext;
-use courier_actors::trace::{self, Span, SpanKind};
+use courier_actors::trace::{Open, Span, SpanKind};
 use courier_actors::{Access, Caller, Meta, Method};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -81,6 +81,7 @@ pub async fn proxy(
     let hop = Hop::of(req.headers());
     let request_id = &hop.request_id;
     let method_label = req.method().as_str().to_owned();
+    let span = hop.open(&method_label);
     let snapshot = gateway.directory.snapshot();
     let (route, result) = match admit(&gateway, &req) {
         Err(e) => (UNMATCHED.to_owned(), Err(e)),
@@ -112,8 +113,13 @@ pub async fn proxy(
     gateway
         .metrics
         .observe(&route, &method_label, status, took.as_secs_f64());
-    if trace::enabled() {
-        hop.record(&method_label, &route, status, took);
+    if let Some(mut span) = span {
+        span.rename(route.clone());
+        if let Some(path) = route.split_once(' ').map(|(_, path)| path) {
+            span.set("http.route", path);
+        }
+        span.set("http.response.status_code", status.to_string());
+        span.finish((status >= 500).then(|| format!("HTTP {status}")));
     }
     response
 }
@@ -139,23 +145,22 @@ impl Hop {
         }
     }
 
-    /// The request's span (server), named by its route template (`POST /orders`).
-    fn record(&self, method: &str, route: &str, status: u16, took: Duration) {
-        trace::record(Span {
-            name: route.to_owned().into(),
+    /// The request's span (server), open until the answer is made (recorded as cancelled if
+    /// the client goes first); named by its route template once it is known.
+    fn open(&self, method: &str) -> Option<Open> {
+        Open::new(|| Span {
+            name: format!("{method} (no route)").into(),
             kind: SpanKind::Server,
             trace: self.trace,
             parent: self.parent,
-            start: std::time::SystemTime::now() - took,
-            duration: took,
+            start: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
             attributes: vec![
                 ("courier.request_id", self.request_id.clone()),
                 ("http.request.method", method.to_owned()),
-                ("http.route", route.to_owned()),
-                ("http.response.status_code", status.to_string()),
             ],
-            error: (status >= 500).then(|| format!("HTTP {status}")),
-        });
+            error: None,
+        })
     }
 }
 
@@ -353,10 +358,7 @@ fn meta(
     hop: &Hop,
     caller: Option<Caller>,
 ) -> Result<Meta, GatewayError> {
-    let mut meta = Meta::root();
-    meta.request_id.clone_from(&hop.request_id);
-    meta.trace = hop.trace;
-    meta.parent_span = hop.parent;
+    let mut meta = Meta::arriving(hop.request_id.clone(), hop.trace, hop.parent);
     meta.caller = caller;
     let asked = match headers.get(REQUEST_TIMEOUT) {
         None => None,
@@ -422,7 +424,7 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|id| {
             (1..=MAX_REQUEST_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
         })
-        .map_or_else(|| Meta::root().request_id, str::to_owned)
+        .map_or_else(courier_actors::meta::new_request_id, str::to_owned)
 }
 
 fn client_ip(req: &HttpRequest) -> Option<IpAddr> {

@@ -67,11 +67,9 @@ impl<E: 'static> Delivery<E> {
         let meta = self.meta.clone();
         let work = work(self.body, self.meta);
         Box::pin(async move {
-            tokio::select! {
-                biased;
-                () = meta.cancelled() => Err(Cancelled.into()),
-                out = work => out,
-            }
+            crate::message::until_cancelled(&meta, work)
+                .await
+                .unwrap_or_else(|c| Err(c.into()))
         })
     }
 }

@@ -11,9 +11,8 @@ use courier_config::{EventsSettings, Storage};
 use super::DurableError;
 
 /// How many times to go round update-then-create. A round ends early when another instance
-/// created the stream at the same moment (the next round updates it), or when the request
-/// went unanswered: on a fresh cluster, creating a replicated stream takes the meta leader a
-/// while, and requests that arrive meanwhile time out.
+/// created the stream at the same moment (the next round updates it), or when JetStream could
+/// not serve the request yet ([`passing`]).
 const ATTEMPTS: u32 = 6;
 
 /// The pause before the next round after an unanswered request; doubled each time.
@@ -62,8 +61,8 @@ async fn create_or_update(
                 tracing::debug!(stream = %config.name, "Stream created meanwhile by another instance; updating it.");
                 Duration::ZERO
             }
-            CreateStreamErrorKind::TimedOut => {
-                tracing::debug!(stream = %config.name, ?pause, "Stream request unanswered; asking again.");
+            kind if passing(&kind) => {
+                tracing::debug!(stream = %config.name, ?pause, error = %error, "Stream request not served yet; asking again.");
                 let wait = pause;
                 pause *= 2;
                 wait
@@ -75,6 +74,25 @@ async fn create_or_update(
         }
         attempt += 1;
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Whether a failed stream request is worth asking again after a pause: on a fresh cluster,
+/// JetStream answers nothing until it has a meta leader, requests that arrive while the meta
+/// leader creates a replicated stream time out, and a stream cannot be placed until enough
+/// peers have joined.
+fn passing(kind: &CreateStreamErrorKind) -> bool {
+    match kind {
+        CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => true,
+        CreateStreamErrorKind::JetStream(e) => [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CLUSTER_NO_PEERS,
+            ErrorCode::CLUSTER_INCOMPLETE,
+            ErrorCode::CLUSTER_NOT_LEADER,
+            ErrorCode::INSUFFICIENT_RESOURCES,
+        ]
+        .contains(&e.error_code()),
+        _ => false,
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::truncate;
 use crate::meta::{name, request_id, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
-use crate::trace::{self, Span, SpanKind};
+use crate::trace::{Open, Span, SpanKind};
 use crate::{Codec, Error, Meta, ServiceError};
 
 /// How long a caller refused at the in-flight limit should wait before trying again.
@@ -165,21 +165,14 @@ async fn handle(
         Err(_) => request_id(msg.headers.as_ref()),
     };
     let cancel_on_drop = meta.as_ref().ok().map(CancelOnDrop::new);
-    let traced = meta.as_ref().ok().filter(|_| trace::enabled()).cloned();
-    let (result, unfinished) = run(ep, &msg, requested, meta).await;
-    let took = started.elapsed();
-    ep.stats.handled(took);
-    if let Some(meta) = traced {
-        let error = result
-            .as_ref()
-            .err()
-            .map(|e| format!("{} {}", e.code, e.message));
-        trace::record(
-            Span::of_hop(ep.subject.clone(), SpanKind::Server, &meta, took)
+    let mut span = meta.as_ref().ok().and_then(|meta| {
+        Open::new(|| {
+            Span::of_hop(ep.subject.clone(), SpanKind::Server, meta, Duration::ZERO)
                 .with("courier.endpoint", ep.name.clone())
-                .failed(error),
-        );
-    }
+        })
+    });
+    let (result, unfinished) = run(ep, &msg, requested, meta).await;
+    ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
         // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
         // NATS micro services answer: headers it did not ask for would cost every hop bytes
@@ -197,6 +190,9 @@ async fn handle(
             let error = error.bounded();
             ep.stats.failed(error.code, &error.message);
             log_failure(ep, &request_id, &error);
+            if let Some(span) = span.take() {
+                span.finish(Some(format!("{} {}", error.code, error.message)));
+            }
             (
                 Some(error_headers(codec, &request_id, &error)),
                 encode_error(codec, &error),
@@ -209,6 +205,9 @@ async fn handle(
         request_id,
     };
     reply.send(nats, headers, payload).await;
+    if let Some(span) = span {
+        span.finish(None);
+    }
     if let Some(work) = unfinished {
         // Cancelled already: cooperative work ends at once, other work when it will.
         let _ = work.await;

@@ -49,8 +49,10 @@ pub async fn run(
         kit.db.clone(),
         kit.client.clone(),
         &settings.orders,
-        saga_metrics,
+        saga_metrics.clone(),
     );
+    let (db, every) = (kit.db.clone(), settings.orders.census_every);
+    kit.spawn(move |stop| metrics::census(saga_metrics, db, every, stop));
     let orders = Orders::new(
         kit.db.clone(),
         kit.client.clone(),

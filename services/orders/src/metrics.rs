@@ -129,6 +129,28 @@ impl SagaMetrics {
     }
 }
 
+/// Counts the orders in `db` by state every `every` until `stop` resolves: a task of its own,
+/// so a slow count never holds up the saga.
+pub async fn census(
+    metrics: SagaMetrics,
+    db: Database,
+    every: Duration,
+    stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+) {
+    let mut stop = stop;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = &mut stop => return,
+        }
+        if let Err(error) = metrics.census(&db).await {
+            tracing::warn!(%error, "Cannot count the orders by state.");
+        }
+    }
+}
+
 /// A row of [`store::CENSUS`].
 struct StateCount {
     state: String,

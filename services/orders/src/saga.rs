@@ -165,14 +165,7 @@ impl Runner {
 
     /// Runs due sagas, a batch at a time, until `stop` resolves; the step in hand finishes.
     pub async fn run(self, mut stop: Pin<Box<dyn Future<Output = ()>>>) {
-        let mut census = tokio::time::interval(self.settings.census_every);
-        census.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if census.tick().now_or_never().is_some() {
-                if let Err(error) = self.metrics.census(&self.db).await {
-                    tracing::warn!(%error, "Cannot count the orders by state.");
-                }
-            }
             let due: Result<Vec<String>, _> = self
                 .db
                 .all(
@@ -240,32 +233,38 @@ impl Runner {
             step::RELEASE => self.release(&row.order, meta).await,
             _ => return Ok(()),
         };
-        let took = started.elapsed();
         let (outcome, retried) = match &next {
             Next::Advance { .. } => (Outcome::Advanced, None),
-            Next::Retry(why) => (Outcome::Retried, Some(why.clone())),
+            Next::Retry(why) => (Outcome::Retried, trace::enabled().then(|| why.clone())),
         };
-        self.metrics.step(&row.step, took, outcome);
-        if trace::enabled() {
-            trace::record(
-                Span::of_hop(
-                    format!("saga order {}", row.step),
-                    SpanKind::Internal,
-                    meta,
-                    took,
-                )
-                .with("courier.order_id", row.order.id.clone())
-                .failed(retried),
-            );
-        }
-        match next {
+        self.metrics.step(&row.step, started.elapsed(), outcome);
+        let recorded = match next {
             Next::Advance {
                 step,
                 state,
                 reason,
             } => self.advance(row, step, state, reason, meta).await,
             Next::Retry(why) => self.retry(row, &why).await,
+        };
+        // The step's span covers its call and the transaction that records where it left
+        // the saga (whose database spans are its children).
+        if trace::enabled() {
+            let error = match &recorded {
+                Err(e) => Some(format!("not recorded: {e}")),
+                Ok(()) => retried,
+            };
+            trace::record(
+                Span::of_hop(
+                    format!("saga order {}", row.step),
+                    SpanKind::Internal,
+                    meta,
+                    started.elapsed(),
+                )
+                .with("courier.order_id", row.order.id.clone())
+                .failed(error),
+            );
         }
+        recorded
     }
 
     async fn reserve(&self, order: &Order, meta: &Meta) -> Next {

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the trace of the request that took the order",
         sql: "ALTER TABLE orders ADD COLUMN traceparent TEXT",
     },
+    Migration {
+        version: 5,
+        name: "index orders by state, for the census",
+        sql: "CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state, created_at)",
+    },
 ];
 
 /// The saga's steps, as stored.

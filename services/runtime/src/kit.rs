@@ -171,12 +171,12 @@ where
         Err(code) => return code,
     };
     let service = binary.strip_prefix("courier-").unwrap_or(binary);
-    let _telemetry = crate::telemetry::init(service, settings.log());
+    let telemetry = crate::telemetry::init(service, settings.log());
     let shutdown = Box::pin(async {
         let signal = crate::shutdown_signal().await;
         tracing::info!(signal, "Stopping.");
     });
-    match actix::System::new().block_on(run(settings, shutdown)) {
+    let code = match actix::System::new().block_on(run(settings, shutdown)) {
         Ok(report) if report.complete => ExitCode::SUCCESS,
         Ok(report) => {
             // Requests abandoned past the grace period, or replies that may not have reached
@@ -192,5 +192,7 @@ where
             eprintln!("{binary}: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

@@ -126,8 +126,8 @@ where
          --check-config validates them and exits."
     );
     let mut check = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
+    for arg in std::env::args_os().skip(1) {
+        match arg.to_string_lossy().as_ref() {
             "--check-config" => check = true,
             "-h" | "--help" => {
                 println!("{usage}");

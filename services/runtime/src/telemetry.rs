@@ -2,8 +2,10 @@
 //!
 //! Logs: pretty lines for people or JSON for machines, on stderr. In JSON each line written
 //! while a request or event is handled carries its `request_id` and `trace_id` (the `request`
-//! span that `courier_actors` opens around handlers, target `courier::request`); pretty lines
-//! leave that span out unless `RUST_LOG` asks for it, so the request path pays nothing for it.
+//! span that `courier_actors` opens around handlers, target `courier::request`), which costs
+//! every request a span: its registry slot, its fields formatted, the filter consulted as it
+//! is entered and left. Pretty lines leave that span out unless `RUST_LOG` asks for it, so
+//! there the request path pays nothing for it.
 //!
 //! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set,
 //! every hop's span ([`courier_actors::trace`]) is exported over OTLP/HTTP, protobuf or JSON
@@ -30,8 +32,8 @@ const REQUEST_SPANS: &str = "courier::request";
 /// How long the last spans may take to leave when the process stops.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Logging and trace export, as [`init`] set them up. Dropping it sends the spans still
-/// buffered (bounded by a few seconds): keep it until `main` returns.
+/// Logging and trace export, as [`init`] set them up. Call [`Telemetry::shutdown`] at the
+/// end of `main` to send the spans still buffered; dropping it does the same, as a fallback.
 #[must_use = "dropping it stops trace export"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -42,15 +44,24 @@ impl Telemetry {
     pub fn exports_traces(&self) -> bool {
         self.provider.is_some()
     }
-}
 
-impl Drop for Telemetry {
-    fn drop(&mut self) {
+    /// Sends the spans still buffered, waiting a few seconds at most, and stops exporting.
+    pub fn shutdown(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
         if let Some(provider) = self.provider.take() {
             if let Err(error) = provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
                 tracing::warn!(%error, "Could not send the last spans.");
             }
         }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

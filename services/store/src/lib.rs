@@ -277,7 +277,11 @@ impl<'a> Call<'a> {
             trace::record(
                 span.with("db.system", system)
                     .with("db.statement", sql)
-                    .failed(result.as_ref().err().map(ToString::to_string)),
+                    // A duplicate is an answer (an idempotency key or event seen before).
+                    .failed(match result {
+                        Err(StoreError::Duplicate) | Ok(_) => None,
+                        Err(e) => Some(e.to_string()),
+                    }),
             );
         }
     }

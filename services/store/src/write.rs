@@ -125,6 +125,17 @@ impl Write {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<T>, StoreError> {
+        let call = Call::start(self.system, sql);
+        let all = self.all_untraced(sql, params).await;
+        call.end(&all);
+        all
+    }
+
+    async fn all_untraced<T: FromRow>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, StoreError> {
         match &mut self.tx {
             Tx::Pool(tx) => {
                 let rows = bind(sql, params).fetch_all(&mut **tx).await?;
