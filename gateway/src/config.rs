@@ -79,6 +79,12 @@ pub struct GatewaySettings {
     /// Retries (on another instance) as a share of requests: retries never exceed this
     /// fraction of the requests seen, plus a few, so they cannot multiply an overload.
     pub retry_budget: f64,
+    /// How long one try of an idempotent request (GET, PUT, DELETE...) may wait when another
+    /// instance could still be tried: a request lost with an instance or a NATS server is
+    /// then sent again elsewhere within the client's deadline. `0s` (the default) gives each
+    /// try the whole deadline.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
     /// Routes of the gateway's own, beside those the services declare (`[[gateway.routes]]`
     /// in a settings file): for subjects whose responders are not in Consul. They win a
     /// conflict with a learned route.
@@ -137,6 +143,7 @@ impl Default for GatewaySettings {
             cors_origins: Vec::new(),
             strategy: StrategySetting::default(),
             retry_budget: 0.2,
+            attempt_timeout: Duration::ZERO,
             routes: Vec::new(),
         }
     }

@@ -37,16 +37,26 @@ pub struct Forwarder {
     breakers: Breakers,
     outliers: Outliers,
     metrics: Metrics,
+    /// See `gateway.attempt_timeout`; `None` when off.
+    attempt_timeout: Option<Duration>,
 }
 
 impl Forwarder {
-    /// A forwarder that picks by `strategy` and retries within `retry_budget`.
-    pub fn new(strategy: Strategy, retry_budget: f64, metrics: Metrics) -> Self {
+    /// A forwarder that picks by `strategy`, retries within `retry_budget`, and gives a try
+    /// of an idempotent request at most `attempt_timeout` when another may follow (zero: no
+    /// limit of its own).
+    pub fn new(
+        strategy: Strategy,
+        retry_budget: f64,
+        attempt_timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             strategy,
             budget: RetryBudget::new(retry_budget),
             breakers: Breakers::default(),
             outliers: Outliers::default(),
+            attempt_timeout: (!attempt_timeout.is_zero()).then_some(attempt_timeout),
             metrics,
         }
     }
@@ -87,7 +97,19 @@ impl Forwarder {
             }
             let subject = instance_subject(&pick.instance.id, &entry.subject);
             let timer = self.metrics.upstream(service).start_timer();
-            let result: Result<JsonReply, CallError> = nats.call(&subject, body, meta).await;
+            // A try that may be followed by another on a different instance waits less than
+            // the whole deadline, so a request lost with an instance can still be answered.
+            let limited = self
+                .attempt_timeout
+                .filter(|_| method.is_idempotent() && attempt + 1 < MAX_ATTEMPTS)
+                .filter(|_| discovery.instances().len() > tried.len() + 1);
+            let result: Result<JsonReply, CallError> = match limited {
+                Some(limit) => {
+                    let meta = meta.clone().with_timeout(limit);
+                    nats.call(&subject, body, &meta).await
+                }
+                None => nats.call(&subject, body, meta).await,
+            };
             timer.observe_duration();
             let outcome = outcome(&result);
             if self

@@ -88,6 +88,7 @@ pub async fn run(
         forwarder: Forwarder::new(
             strategy(settings.gateway.strategy),
             settings.gateway.retry_budget,
+            settings.gateway.attempt_timeout,
             metrics.clone(),
         ),
         tokens,

@@ -420,3 +420,81 @@ async fn on_the_shipped_nats_permissions_the_gateway_routes_through_its_own_inbo
         world.nats.log()
     );
 }
+
+/// An instance Consul lists as healthy whose endpoint takes requests and never answers (a
+/// process wedged, or a request lost with a NATS server): it holds `toy.get` on its own
+/// subject until dropped.
+async fn black_hole(world: &World) -> async_nats::Subscriber {
+    use courier_discovery::{Consul, Registration};
+    let id = "blackhole1";
+    let consul = Consul::new(&courier_discovery::testing::settings(&world.consul, "")).unwrap();
+    let subjects = "toy.echo,toy.get,toy.whoami,toy.admin,toy.remove,toy.fail,toy.slow,toy.login";
+    consul
+        .register(&Registration {
+            id: id.into(),
+            name: "toy".into(),
+            address: "127.0.0.1".into(),
+            port: 9,
+            tags: vec!["courier".into(), "v1.0.0".into()],
+            meta: [
+                ("version".to_owned(), "1.0.0".to_owned()),
+                ("srv_id".to_owned(), id.to_owned()),
+                ("subjects".to_owned(), subjects.to_owned()),
+                (
+                    "instance_prefix".to_owned(),
+                    courier_actors::instance_subject(id, ""),
+                ),
+            ]
+            .into(),
+            checks: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let nats = async_nats::connect(world.nats.url()).await.unwrap();
+    let held = nats
+        .subscribe(courier_actors::instance_subject(id, "toy.get"))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    held
+}
+
+#[tokio::test]
+async fn with_an_attempt_timeout_a_get_sent_to_a_silent_instance_is_answered_by_another() {
+    let world = World::start();
+    let _toy = world.toy("toy").await;
+    let mut held = black_hole(&world).await;
+    let mut settings = world.gateway_settings();
+    settings.gateway.strategy = courier_gateway::config::StrategySetting::RoundRobin;
+    settings.gateway.attempt_timeout = Duration::from_millis(200);
+    // Retries are not what the budget is tested for here.
+    settings.gateway.retry_budget = 1.0;
+    let gateway = Gateway::start(settings).await;
+    gateway.until_routed("/toy/items/1").await;
+    let started = Instant::now();
+    for i in 0..6 {
+        let reply = gateway
+            .http
+            .get(gateway.url(&format!("/toy/items/{i}")))
+            .header("X-Request-Timeout", "3s")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "request {i}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Round robin sent some to the silent instance: they were held there, then answered by
+    // the other.
+    use futures::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(1), held.next()).await;
+    assert!(first.is_ok(), "the silent instance got requests");
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !metrics.contains(r#"courier_gateway_retries_total{outcome="sent",service="toy"} 0"#),
+        "{metrics}"
+    );
+}
