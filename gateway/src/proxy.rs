@@ -34,6 +34,16 @@ pub const REQUEST_ID: &str = "X-Request-Id";
 /// Longest request id accepted from a client.
 const MAX_REQUEST_ID: usize = 128;
 
+/// The header names read on every request, made once: a lookup by `&str` lowercases and
+/// copies a custom name on each call.
+mod name {
+    use actix_web::http::header::HeaderName;
+
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-request-timeout");
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+}
+
 /// What every HTTP worker shares.
 pub struct Gateway {
     /// Routes and instances.
@@ -104,9 +114,7 @@ pub async fn proxy(
         Err(e) => e.response(req.path(), request_id),
     };
     if let Ok(value) = header::HeaderValue::from_str(request_id) {
-        response
-            .headers_mut()
-            .insert(header::HeaderName::from_static("x-request-id"), value);
+        response.headers_mut().insert(name::REQUEST_ID, value);
     }
     let took = started.elapsed();
     let status = response.status().as_u16();
@@ -135,7 +143,7 @@ struct Hop {
 impl Hop {
     fn of(headers: &HeaderMap) -> Self {
         let parent = headers
-            .get("traceparent")
+            .get(name::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse);
         Self {
@@ -360,7 +368,7 @@ fn meta(
 ) -> Result<Meta, GatewayError> {
     let mut meta = Meta::arriving(hop.request_id.clone(), hop.trace, hop.parent);
     meta.caller = caller;
-    let asked = match headers.get(REQUEST_TIMEOUT) {
+    let asked = match headers.get(name::REQUEST_TIMEOUT) {
         None => None,
         Some(v) => Some(parse_timeout(v.to_str().unwrap_or_default())?),
     };
@@ -418,7 +426,7 @@ fn login(gateway: &Gateway, user: &Value) -> Result<HttpResponse, GatewayError> 
 /// one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get(REQUEST_ID)
+        .get(name::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|id| {

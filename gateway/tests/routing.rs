@@ -463,7 +463,6 @@ async fn black_hole(world: &World) -> async_nats::Subscriber {
 async fn with_an_attempt_timeout_a_get_sent_to_a_silent_instance_is_answered_by_another() {
     let world = World::start();
     let _toy = world.toy("toy").await;
-    let mut held = black_hole(&world).await;
     let mut settings = world.gateway_settings();
     settings.gateway.strategy = courier_gateway::config::StrategySetting::RoundRobin;
     settings.gateway.attempt_timeout = Duration::from_millis(200);
@@ -471,6 +470,23 @@ async fn with_an_attempt_timeout_a_get_sent_to_a_silent_instance_is_answered_by_
     settings.gateway.retry_budget = 1.0;
     let gateway = Gateway::start(settings).await;
     gateway.until_routed("/toy/items/1").await;
+    // Added once the routes are learned (it answers no `$SRV.INFO` either), then waited for
+    // among the gateway's instances.
+    let mut held = black_hole(&world).await;
+    courier_testkit::eventually(
+        Duration::from_secs(20),
+        "the gateway's second toy",
+        || async {
+            let services: Value = gateway.get("/services").await.json().await.ok()?;
+            let toy = services["services"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "toy")?
+                .clone();
+            (toy["instances"].as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
     let started = Instant::now();
     for i in 0..6 {
         let reply = gateway

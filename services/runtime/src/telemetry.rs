@@ -11,7 +11,9 @@
 //! every hop's span ([`courier_actors::trace`]) is exported over OTLP/HTTP, protobuf or JSON
 //! as `OTEL_EXPORTER_OTLP_PROTOCOL` says (`http/protobuf` by default), in batches from a
 //! thread of the exporter's own. `OTEL_SERVICE_NAME` names the service (else the Courier
-//! service name); `OTEL_SDK_DISABLED=true` turns export off.
+//! service name); `OTEL_SDK_DISABLED=true` turns export off. Every trace is exported:
+//! `OTEL_TRACES_SAMPLER` is not read, and a trace begun here is marked sampled (dropping some
+//! hops of a trace would leave the others without their parents).
 
 use std::time::Duration;
 

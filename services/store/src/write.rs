@@ -232,11 +232,13 @@ impl Write {
     /// one are durable, so that what this write saw of them (a duplicate key) can be read
     /// back.
     pub async fn rollback(self) -> Result<(), StoreError> {
-        match self.tx {
-            Tx::Pool(tx) => tx.rollback().await?,
-            Tx::File(tx) => tx.rollback().await?,
-        }
-        Ok(())
+        let call = Call::start(self.system, "ROLLBACK");
+        let done = match self.tx {
+            Tx::Pool(tx) => tx.rollback().await.map_err(StoreError::from),
+            Tx::File(tx) => tx.rollback().await,
+        };
+        call.end(&done);
+        done
     }
 }
 
