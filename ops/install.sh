@@ -230,27 +230,21 @@ do_consul() {
     if [[ $MODE == check ]]; then
         log "check: consul ... missing ($CONSUL_VERSION)"; MISSING=1; return 0
     fi
-    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
-        die "consul: needs apt-get and dpkg-deb (Debian) to fetch the $CONSUL_SUITE .deb"
-    fi
+    need_deb_tools consul "$CONSUL_SUITE"
     log "install: consul ... fetching $CONSUL_VERSION from Debian $CONSUL_SUITE (private apt config)"
     local work deb stage
     work=$(mktemp -d "${TMPDIR:-/tmp}/courier-consul.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" EXIT
     deb=$(fetch_consul_deb "$work")
-    stage="$TOOLS_DIR/.consul-$CONSUL_VERSION.tmp.$$"
-    rm -rf "$stage"; mkdir -p "$stage"
-    dpkg-deb -x "$deb" "$stage"
+    stage=$(deb_stage "$deb" "consul-$CONSUL_VERSION")
     [[ -x $stage/usr/bin/consul ]] || die "consul: $deb has no usr/bin/consul"
     v=$(consul_version "$stage/usr/bin/consul") || die "consul: extracted binary does not run"
     [[ $v == "$CONSUL_VERSION" ]] || die "consul: got version $v, wanted $CONSUL_VERSION"
     # The Debian package has no UI asset directory; the UI is compiled in.
     grep -q 'web_ui/index.html' "$stage/usr/bin/consul" ||
         warn "install: consul ... warning: binary does not seem to embed the web UI"
-    cp "$deb" "$stage/"       # keep the .deb for provenance
-    rm -rf "$CONSUL_DIR"
-    mv -T "$stage" "$CONSUL_DIR"
+    deb_place "$deb" "$stage" "consul-$CONSUL_VERSION"
     link_tool consul "../consul-$CONSUL_VERSION/usr/bin/consul"
     rm -rf "$work"; trap - EXIT
     v=$(consul_ok) || die "consul: $TOOLS_BIN/consul does not report $CONSUL_VERSION"
@@ -276,9 +270,7 @@ do_prometheus() {
     if [[ $MODE == check ]]; then
         log "check: prometheus, promtool ... missing ($PROMETHEUS_VERSION)"; MISSING=1; return 0
     fi
-    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
-        die "prometheus: needs apt-get and dpkg-deb (Debian) to fetch the $PROMETHEUS_SUITE .deb"
-    fi
+    need_deb_tools prometheus "$PROMETHEUS_SUITE"
     log "install: prometheus, promtool ... fetching $PROMETHEUS_VERSION from Debian $PROMETHEUS_SUITE (private apt config)"
     local work deb ver dir stage
     work=$(mktemp -d "${TMPDIR:-/tmp}/courier-prometheus.XXXXXX")
@@ -287,16 +279,12 @@ do_prometheus() {
     deb=$(fetch_deb "$work" "$PROMETHEUS_SUITE" "prometheus=$PROMETHEUS_VERSION*")
     ver=$(dpkg-deb -f "$deb" Version); ver=${ver#*:}
     dir="prometheus-$ver"
-    stage="$TOOLS_DIR/.$dir.tmp.$$"
-    rm -rf "$stage"; mkdir -p "$stage"
-    dpkg-deb -x "$deb" "$stage"
+    stage=$(deb_stage "$deb" "$dir")
     local b
     for b in prometheus promtool; do
         prom_version "$stage/usr/bin/$b" >/dev/null || die "prometheus: $deb has no working usr/bin/$b"
     done
-    cp "$deb" "$stage/"       # keep the .deb for provenance
-    rm -rf "${TOOLS_DIR:?}/$dir"
-    mv -T "$stage" "$TOOLS_DIR/$dir"
+    deb_place "$deb" "$stage" "$dir"
     link_tool prometheus "../$dir/usr/bin/prometheus"
     link_tool promtool "../$dir/usr/bin/promtool"
     find "$TOOLS_DIR" -maxdepth 1 -name 'prometheus-*' ! -name "$dir" -exec rm -rf {} +   # older ones

@@ -167,6 +167,29 @@ fetch_deb() {
 }
 
 # consul=$CONSUL_VERSION* from $CONSUL_SUITE into directory $1.  Prints the .deb path.
+# Dies naming <tool> unless apt-get and dpkg-deb are here to fetch its <suite> .deb.
+need_deb_tools() {
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        die "$1: needs apt-get and dpkg-deb (Debian) to fetch the $2 .deb"
+    fi
+}
+
+# deb_stage <deb> <dir>: unpacks <deb> into a fresh staging folder for .tools/<dir>; prints it.
+deb_stage() {
+    local stage="$TOOLS_DIR/.$2.tmp.$$"
+    rm -rf "$stage"; mkdir -p "$stage"
+    dpkg-deb -x "$1" "$stage"
+    printf '%s' "$stage"
+}
+
+# deb_place <deb> <stage> <dir>: keeps <deb> beside its files (provenance) and puts the
+# checked <stage> in place as .tools/<dir>, replacing an older one.
+deb_place() {
+    cp "$1" "$2/"
+    rm -rf "${TOOLS_DIR:?}/$3"
+    mv -T "$2" "$TOOLS_DIR/$3"
+}
+
 fetch_consul_deb() { fetch_deb "$1" "$CONSUL_SUITE" "consul=$CONSUL_VERSION*"; }
 
 # ---------------------------------------------------------------- prometheus
