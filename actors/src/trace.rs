@@ -60,6 +60,27 @@ pub struct Span {
 }
 
 impl Span {
+    /// The span `trace` names (under `parent`), that started `took` ago and ends now, with no
+    /// attributes yet.
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        trace: TraceContext,
+        parent: Option<u64>,
+        took: Duration,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            trace,
+            parent,
+            start: SystemTime::now() - took,
+            duration: took,
+            attributes: Vec::new(),
+            error: None,
+        }
+    }
+
     /// A span of `meta`'s hop that started `took` ago and ends now.
     pub fn of_hop(
         name: impl Into<Cow<'static, str>>,
@@ -67,16 +88,8 @@ impl Span {
         meta: &Meta,
         took: Duration,
     ) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            trace: meta.trace,
-            parent: meta.parent_span,
-            start: SystemTime::now() - took,
-            duration: took,
-            attributes: vec![("courier.request_id", meta.request_id.clone())],
-            error: None,
-        }
+        Self::new(name, kind, meta.trace, meta.parent_span, took)
+            .with("courier.request_id", meta.request_id.clone())
     }
 
     /// The same span with one more attribute.
@@ -173,16 +186,7 @@ pub fn inner(name: impl Into<Cow<'static, str>>, kind: SpanKind, took: Duration)
         return None;
     }
     let hop = HOP.try_with(|hop| *hop).ok()?;
-    Some(Span {
-        name: name.into(),
-        kind,
-        trace: hop.child(),
-        parent: Some(hop.span_id),
-        start: SystemTime::now() - took,
-        duration: took,
-        attributes: Vec::new(),
-        error: None,
-    })
+    Some(Span::new(name, kind, hop.child(), Some(hop.span_id), took))
 }
 
 /// The `tracing` span to run a request's or event's work in (target `courier::request`), so

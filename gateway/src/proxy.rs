@@ -156,18 +156,16 @@ impl Hop {
     /// The request's span (server), open until the answer is made (recorded as cancelled if
     /// the client goes first); named by its route template once it is known.
     fn open(&self, method: &str) -> Option<Open> {
-        Open::new(|| Span {
-            name: format!("{method} (no route)").into(),
-            kind: SpanKind::Server,
-            trace: self.trace,
-            parent: self.parent,
-            start: std::time::SystemTime::now(),
-            duration: Duration::ZERO,
-            attributes: vec![
-                ("courier.request_id", self.request_id.clone()),
-                ("http.request.method", method.to_owned()),
-            ],
-            error: None,
+        Open::new(|| {
+            Span::new(
+                format!("{method} (no route)"),
+                SpanKind::Server,
+                self.trace,
+                self.parent,
+                Duration::ZERO,
+            )
+            .with("courier.request_id", self.request_id.clone())
+            .with("http.request.method", method)
         })
     }
 }
