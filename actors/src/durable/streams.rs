@@ -79,8 +79,8 @@ async fn create_or_update(
 
 /// Whether a failed stream request is worth asking again after a pause: on a fresh cluster,
 /// JetStream answers nothing until it has a meta leader, requests that arrive while the meta
-/// leader creates a replicated stream time out, and a stream cannot be placed until enough
-/// peers have joined.
+/// leader creates a replicated stream time out, a stream cannot be placed until enough peers
+/// have joined, and a create racing another instance's can be refused as overlapping.
 fn passing(kind: &CreateStreamErrorKind) -> bool {
     match kind {
         CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => true,
@@ -90,6 +90,10 @@ fn passing(kind: &CreateStreamErrorKind) -> bool {
             ErrorCode::CLUSTER_INCOMPLETE,
             ErrorCode::CLUSTER_NOT_LEADER,
             ErrorCode::INSUFFICIENT_RESOURCES,
+            // A create that meets the same stream while another instance's creation of it
+            // settles: the next round updates it. (A real overlap with another stream stays,
+            // and is the error after the last round.)
+            ErrorCode::STREAM_SUBJECT_OVERLAP,
         ]
         .contains(&e.error_code()),
         _ => false,
