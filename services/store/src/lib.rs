@@ -22,6 +22,7 @@
 //! NATS (events leave through the publish function the service gives the relay), HTTP, or
 //! any service crate. Each service keeps its own SQL next to its domain.
 
+mod by_key;
 pub mod fingerprint;
 mod idempotency;
 mod inbox;
@@ -34,6 +35,7 @@ pub mod testing;
 mod write;
 mod writer;
 
+pub use by_key::ByKey;
 pub use fingerprint::Fingerprint;
 pub use idempotency::{Claim, WriteKey, KEEP_REPLIES};
 pub use migrate::Migration;
@@ -106,6 +108,13 @@ pub enum StoreError {
     /// the 504 the caller got means that nothing happened.
     #[error("the deadline passed before the write committed; it was rolled back")]
     DeadlinePassed,
+    /// A batched read ([`ByKey`]) failed: every read of its batch gets this same failure.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
+    /// A batched read ended without an answer: the runtime that ran its batch is shutting
+    /// down.
+    #[error("the read was abandoned: the runtime is shutting down")]
+    Abandoned,
 }
 
 /// The wire form of a database failure, the same in every service: a reused request id is
@@ -113,6 +122,12 @@ pub enum StoreError {
 /// (nothing was changed), anything else 500 with the details in the log only.
 impl From<StoreError> for courier_actors::ServiceError {
     fn from(e: StoreError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<&StoreError> for courier_actors::ServiceError {
+    fn from(e: &StoreError) -> Self {
         use courier_actors::ServiceError;
         match e {
             StoreError::KeyReused => ServiceError::unprocessable(e.to_string()).with_details(
@@ -121,6 +136,7 @@ impl From<StoreError> for courier_actors::ServiceError {
             StoreError::DeadlinePassed => ServiceError::timeout(e.to_string()),
             // Nothing was written: the caller may try again (the gateway retries a 503).
             StoreError::Busy => ServiceError::unavailable(e.to_string()),
+            StoreError::Batch(e) => Self::from(&**e),
             other => {
                 tracing::error!(error = %other, "Database failure.");
                 ServiceError::internal("the service's database failed; see its log")

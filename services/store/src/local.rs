@@ -50,6 +50,32 @@ pub(crate) fn one<T: FromRow>(
     })
 }
 
+/// The row `one` (a statement with one parameter, the key) selects for each of `keys`, in
+/// order. Several keys are read in one read transaction: SQLite takes and drops its shared
+/// locks on the file (a few `fcntl` calls) once for all of them instead of once per read.
+pub(crate) fn by_keys<T: FromRow>(
+    file: &Path,
+    one: &str,
+    keys: &[&str],
+) -> Result<Vec<Option<T>>, StoreError> {
+    with_connection(file, |connection| {
+        let read = |key: &&str| {
+            run(connection, one, &[(*key).into()], |statement| {
+                first_row(&mut statement.raw_query())
+            })
+        };
+        if keys.len() == 1 {
+            return keys.iter().map(read).collect();
+        }
+        connection.prepare_cached("BEGIN")?.execute([])?;
+        let rows = keys.iter().map(read).collect();
+        // Ends the read transaction whatever the reads gave (a read-only one has nothing
+        // to keep or undo).
+        connection.prepare_cached("COMMIT")?.execute([])?;
+        rows
+    })
+}
+
 /// Every row of a bound statement, each mapped by `T`.
 pub(crate) fn all_rows<T: FromRow>(statement: &mut Statement<'_>) -> Result<Vec<T>, StoreError> {
     let mut rows = statement.raw_query();
@@ -72,6 +98,14 @@ fn with_statement<T>(
     params: &[Param<'_>],
     read: impl FnOnce(&mut Statement<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    with_connection(file, |connection| run(connection, sql, params, read))
+}
+
+/// Runs `f` on this thread's read connection to `file`, opened on first use.
+fn with_connection<T>(
+    file: &Path,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     CONNECTIONS.with(|connections| {
         let mut connections = connections.borrow_mut();
         if !connections.contains_key(file) {
@@ -81,7 +115,7 @@ fn with_statement<T>(
             );
         }
         // Invariant: inserted just above when missing.
-        run(&connections[file], sql, params, read)
+        f(&connections[file])
     })
 }
 

@@ -6,8 +6,10 @@
 use std::ops::Deref;
 
 use courier_config::DatabaseSettings;
+use courier_store::{ByKey, Database, FromRow, Migration, Row};
 pub use courier_store::{Claim, StoreError, Write, WriteKey};
-use courier_store::{Database, FromRow, Migration, Row};
+
+use crate::domain::User;
 
 /// A stored user, hash included: never leaves this service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +93,9 @@ pub const MIGRATIONS: &[Migration] = &[
 const COLUMNS: &str = "id, name, email, roles, password_hash, created_at, updated_at";
 
 mod sql {
-    pub const GET: &str = "SELECT id, name, email, roles, password_hash, created_at, updated_at \
-                           FROM users WHERE id = $1";
+    /// Users by id as others see them (no hash), read in batches ([`courier_store::ByKey`]
+    /// adds the `WHERE`).
+    pub const PUBLIC: &str = "SELECT id, name, email, roles, created_at, updated_at FROM users";
     pub const BY_EMAIL: &str = "SELECT id, name, email, roles, password_hash, created_at, \
                                 updated_at FROM users WHERE email = $1";
     pub const LIST: &str = "SELECT id, name, email, roles, password_hash, created_at, updated_at \
@@ -113,49 +116,73 @@ impl FromRow for UserRow {
     }
 }
 
+/// A user as others see it, read without the hash it has no use for.
+#[derive(Debug, Clone)]
+struct Public(User);
+
+impl FromRow for Public {
+    fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
+        Ok(Self(User {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            email: row.text(2)?,
+            roles: roles_of(&row.text(3)?),
+            created_at: row.text(4)?,
+            updated_at: row.text(5)?,
+        }))
+    }
+}
+
 /// The users database: the kit's [`Database`] (claims, replies, events) plus the reads of
 /// users. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Store(Database);
+pub struct Store {
+    db: Database,
+    /// `users.get`, the hot read: the gets waiting at one moment share one trip.
+    by_id: ByKey<Public>,
+}
 
 impl Deref for Store {
     type Target = Database;
     fn deref(&self) -> &Database {
-        &self.0
+        &self.db
     }
 }
 
 impl From<Database> for Store {
     fn from(db: Database) -> Self {
-        Self(db)
+        let by_id = ByKey::new(&db, sql::PUBLIC, "id");
+        Self { db, by_id }
     }
 }
 
 impl Store {
     /// Opens and migrates the database.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        Database::connect(settings, MIGRATIONS).await.map(Self)
+        Database::connect(settings, MIGRATIONS)
+            .await
+            .map(Self::from)
     }
 
     /// The kit's database.
     pub fn database(&self) -> &Database {
-        &self.0
+        &self.db
     }
 
     /// The user with `id`.
-    pub async fn get(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
-        self.0.one(sql::GET, &[id.into()]).await
+    pub async fn get(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.by_id.get(id).await?.map(|Public(user)| user))
     }
 
     /// The user with `email` (already lower-cased).
     pub async fn by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
-        self.0.one(sql::BY_EMAIL, &[email.into()]).await
+        self.db.one(sql::BY_EMAIL, &[email.into()]).await
     }
 
     /// Up to `limit` users after `after` (an id), oldest first.
     pub async fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
         let after = after.unwrap_or("");
-        self.0.all(sql::LIST, &[after.into(), limit.into()]).await
+        self.db.all(sql::LIST, &[after.into(), limit.into()]).await
     }
 }
 

@@ -85,11 +85,7 @@ impl Users {
     /// The user with that id.
     pub async fn get(self, req: GetUser) -> Result<User, UsersError> {
         let id = domain::valid_id(&req.id)?;
-        self.store
-            .get(&id)
-            .await?
-            .map(public)
-            .ok_or(UsersError::NotFound(id))
+        self.store.get(&id).await?.ok_or(UsersError::NotFound(id))
     }
 
     /// The caller's own user: [`UsersError::Unauthenticated`] without a caller, `NotFound`
