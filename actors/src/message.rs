@@ -110,21 +110,13 @@ impl<E: 'static> Event<E> {
 
 /// `work`'s output, or [`Cancelled`] once the request is cancelled (checked first, so work
 /// cancelled while queued in the mailbox never starts).
-/// The work runs in [`crate::trace::log_span`], so its log lines carry the request's ids, and
-/// [`crate::trace::within`] its hop, so its database calls are spans of that hop.
+/// The work runs [`crate::trace::within`] its hop: its log lines carry the request's ids, and
+/// its database calls are spans of that hop.
 pub(crate) async fn until_cancelled<T>(
     meta: &Meta,
     work: impl Future<Output = T>,
 ) -> Result<T, Cancelled> {
-    use tracing::Instrument;
-    // The hop is set for the work only when spans are exported: it costs a thread-local
-    // swap at every poll.
-    let work = if crate::trace::enabled() {
-        futures::future::Either::Left(crate::trace::within(meta.trace, work))
-    } else {
-        futures::future::Either::Right(work)
-    }
-    .instrument(crate::trace::log_span(meta));
+    let work = crate::trace::within(meta, work);
     tokio::select! {
         biased;
         () = meta.cancelled() => Err(Cancelled),

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -170,13 +171,46 @@ impl Drop for Open {
 
 tokio::task_local! {
     /// The hop whose work the current task is doing (see [`within`]).
-    static HOP: TraceContext;
+    static HOP: Hop;
 }
 
-/// Runs `work` as part of the hop `trace`: spans of work done inside it without a [`Meta`] at
-/// hand (a database call: [`inner`]) are its children.
-pub fn within<F: Future>(trace: TraceContext, work: F) -> impl Future<Output = F::Output> {
-    HOP.scope(trace, work)
+/// What the work of a hop carries with it: its trace, for the spans of work done inside it,
+/// and its request id, for log lines.
+struct Hop {
+    trace: TraceContext,
+    request_id: String,
+}
+
+/// Whether log lines want the ids of the hop they are written in ([`carry_log_ids`]).
+static LOG_IDS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every hop's work carry its request id and trace id for log lines to read
+/// ([`log_ids`]); `courier-runtime` turns it on with its log output. Off, and without an
+/// exporter, [`within`] costs nothing.
+pub fn carry_log_ids(on: bool) {
+    LOG_IDS.store(on, Ordering::Relaxed);
+}
+
+/// Runs `work` as the hop `meta` describes: spans of work done inside it without a [`Meta`]
+/// at hand (a database call: [`inner`]) are its children, and log lines written by it can
+/// name its request and trace ([`log_ids`]). A plain task-local, set only when an exporter or
+/// the log output wants it: a request pays a copy of its id, not a `tracing` span.
+pub fn within<F: Future>(meta: &Meta, work: F) -> impl Future<Output = F::Output> {
+    let hop = (enabled() || LOG_IDS.load(Ordering::Relaxed)).then(|| Hop {
+        trace: meta.trace,
+        request_id: meta.request_id.clone(),
+    });
+    match hop {
+        Some(hop) => futures::future::Either::Left(HOP.scope(hop, work)),
+        None => futures::future::Either::Right(work),
+    }
+}
+
+/// The request id and trace id (32 hex digits) of the hop the current task works for
+/// ([`within`]), for a log line; `None` outside one.
+pub fn log_ids() -> Option<(String, String)> {
+    HOP.try_with(|hop| (hop.request_id.clone(), hop.trace.trace_id_hex()))
+        .ok()
 }
 
 /// A span for work that took `took` and ends now inside the current hop ([`within`]), as its
@@ -185,21 +219,8 @@ pub fn inner(name: impl Into<Cow<'static, str>>, kind: SpanKind, took: Duration)
     if !enabled() {
         return None;
     }
-    let hop = HOP.try_with(|hop| *hop).ok()?;
+    let hop = HOP.try_with(|hop| hop.trace).ok()?;
     Some(Span::new(name, kind, hop.child(), Some(hop.span_id), took))
-}
-
-/// The `tracing` span to run a request's or event's work in (target `courier::request`), so
-/// that log lines written by it carry its `request_id` and `trace_id`. When that target is
-/// off (as `courier-runtime` sets it for pretty logs) it is a disabled span and costs next to
-/// nothing; when on (JSON logs), every request pays for a live span.
-pub fn log_span(meta: &Meta) -> tracing::Span {
-    tracing::info_span!(
-        target: "courier::request",
-        "request",
-        request_id = %meta.request_id,
-        trace_id = %meta.trace.trace_id_hex(),
-    )
 }
 
 /// Where finished spans go. Called on the thread that finished the span: it must not block.
@@ -284,7 +305,7 @@ mod tests {
             inner("SELECT", SpanKind::Client, Duration::ZERO).is_none(),
             "outside a hop"
         );
-        let span = within(meta.trace, async {
+        let span = within(&meta, async {
             inner("SELECT", SpanKind::Client, Duration::from_millis(1))
         })
         .await

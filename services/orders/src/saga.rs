@@ -33,7 +33,6 @@ use courier_store::{now_millis, Database, Param, StoreError};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tracing::Instrument;
 
 use crate::metrics::{Outcome, SagaMetrics};
 use crate::orders::now;
@@ -218,10 +217,7 @@ impl Runner {
         }
         let meta = self.meta(&row, &row.step);
         // The step's log lines carry the order's request and trace ids.
-        let span = trace::log_span(&meta);
-        trace::within(meta.trace, self.step(&row, &meta))
-            .instrument(span)
-            .await
+        trace::within(&meta, self.step(&row, &meta)).await
     }
 
     /// Runs the step `row` is at, under `meta`, and records where it left the saga.

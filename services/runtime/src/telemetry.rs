@@ -1,11 +1,11 @@
 //! Log output and trace export for Courier binaries.
 //!
 //! Logs: pretty lines for people or JSON for machines, on stderr. In JSON each line written
-//! while a request or event is handled carries its `request_id` and `trace_id` (the `request`
-//! span that `courier_actors` opens around handlers, target `courier::request`), which costs
-//! every request a span: its registry slot, its fields formatted, the filter consulted as it
-//! is entered and left. Pretty lines leave that span out unless `RUST_LOG` asks for it, so
-//! there the request path pays nothing for it.
+//! while a request, an event or a saga step is handled carries its ids as
+//! `"span":{"request_id":..,"trace_id":..}`. They come from the task-local that
+//! [`courier_actors::trace::within`] sets around the work, read only when a line is written:
+//! a request pays a copy of its id, not a `tracing` span (a registry slot, its fields
+//! formatted as JSON, the filter consulted at every poll). Pretty lines do not carry them.
 //!
 //! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set,
 //! every hop's span ([`courier_actors::trace`]) is exported over OTLP/HTTP, protobuf or JSON
@@ -26,10 +26,10 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Tracer};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
-
-/// The target of the span around each handled request and event (see the module docs).
-const REQUEST_SPANS: &str = "courier::request";
 
 /// How long the last spans may take to leave when the process stops.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,36 +72,67 @@ impl Drop for Telemetry {
 /// `service` (see the module docs). Calling it twice keeps the first subscriber and exporter
 /// (tests may call it per test).
 pub fn init(service: &str, settings: &LogSettings) -> Telemetry {
-    let from_env = EnvFilter::try_from_default_env().ok();
-    let asked_for_request_spans = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("courier::"));
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&settings.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     // Colours only for a terminal: a log file keeps plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
     let _ = match settings.format {
-        LogFormat::Pretty => {
-            let filter = if asked_for_request_spans {
-                filter
-            } else {
-                filter.add_directive(
-                    format!("{REQUEST_SPANS}=off")
-                        .parse()
-                        .expect("a valid directive"),
-                )
-            };
-            builder.with_env_filter(filter).try_init()
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => {
+            let json = tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false);
+            let installed = builder.json().event_format(WithIds(json)).try_init();
+            if installed.is_ok() {
+                courier_actors::trace::carry_log_ids(true);
+            }
+            installed
         }
-        LogFormat::Json => builder
-            .with_env_filter(filter)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
     };
     Telemetry {
         provider: otlp(service),
+    }
+}
+
+/// A JSON line written inside a hop's work ([`courier_actors::trace::within`]) with the
+/// hop's ids added as `"span":{"request_id":..,"trace_id":..}`; other lines as `F` writes them.
+struct WithIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((request_id, trace_id)) = courier_actors::trace::log_ids() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let ids = serde_json::json!({ "request_id": request_id, "trace_id": trace_id });
+        // Invariant: the JSON format writes one object and a line end.
+        match line.trim_end().strip_suffix('}') {
+            Some(object) => {
+                let comma = if object.trim_end().ends_with('{') {
+                    ""
+                } else {
+                    ","
+                };
+                writeln!(writer, "{object}{comma}\"span\":{ids}}}")
+            }
+            None => writer.write_str(&line),
+        }
     }
 }
 
@@ -203,5 +234,71 @@ fn kind(kind: SpanKind) -> opentelemetry::trace::SpanKind {
         SpanKind::Producer => Otel::Producer,
         SpanKind::Consumer => Otel::Consumer,
         SpanKind::Internal => Otel::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use courier_actors::{trace, Meta};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::WithIds;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_json_line_written_inside_a_hop_carries_its_ids_and_others_do_not() {
+        let lines = Lines::default();
+        let json = tracing_subscriber::fmt::format()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false);
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .event_format(WithIds(json))
+            .with_writer(lines.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        trace::carry_log_ids(true);
+        let meta = Meta::root();
+        tracing::info!(n = 1, "before");
+        trace::within(&meta, async { tracing::info!(n = 2, "inside") }).await;
+        tracing::info!(n = 3, "after");
+
+        let written = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect();
+        assert_eq!(lines.len(), 3, "{written}");
+        let inside = &lines[1];
+        assert_eq!(inside["message"], "inside", "{written}");
+        assert_eq!(inside["n"], 2, "the event's own fields stay: {written}");
+        assert_eq!(inside["span"]["request_id"], meta.request_id.as_str());
+        assert_eq!(inside["span"]["trace_id"], meta.trace.trace_id_hex());
+        for outside in [&lines[0], &lines[2]] {
+            assert!(outside.get("span").is_none(), "{outside}");
+        }
     }
 }
