@@ -9,10 +9,12 @@
 //! people reading headers, and read only from callers that send no budget.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::error::quote;
 
@@ -142,7 +144,45 @@ pub struct Meta {
     /// The end user the request is made for, when it came through the gateway with a token;
     /// `None` for calls from inside the system. Carried on to outgoing calls.
     pub caller: Option<Caller>,
-    cancel: CancellationToken,
+    cancel: Cancellation,
+}
+
+/// One request's cancellation, shared by every clone of its [`Meta`]: a flag, and the tasks
+/// waiting for it. A clone is one atomic increment: every request clones it a few times, and
+/// tokio-util's `CancellationToken` takes a mutex on each clone and drop (it keeps a tree of
+/// parents and children, which requests do not need).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cancellation(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    waiters: Notify,
+}
+
+impl Cancellation {
+    /// Cancels: [`Cancellation::cancelled`] resolves for every clone, now and later.
+    pub(crate) fn cancel(&self) {
+        if !self.0.cancelled.swap(true, Ordering::AcqRel) {
+            self.0.waiters.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            // Made before the flag is read: a `notify_waiters` after this wakes it even if it
+            // has not been polled yet, so no cancellation falls between the two.
+            let notified = self.0.waiters.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// A bad header value, named.
@@ -164,7 +204,7 @@ impl Meta {
             parent_span: None,
             deadline: None,
             caller: None,
-            cancel: CancellationToken::new(),
+            cancel: Cancellation::default(),
         }
     }
 
@@ -178,7 +218,7 @@ impl Meta {
             parent_span,
             deadline: None,
             caller: None,
-            cancel: CancellationToken::new(),
+            cancel: Cancellation::default(),
         }
     }
 
@@ -222,7 +262,7 @@ impl Meta {
             parent_span: parent.map(|p| p.span_id),
             deadline,
             caller: Caller::from_headers(headers),
-            cancel: CancellationToken::new(),
+            cancel: Cancellation::default(),
         })
     }
 
@@ -247,6 +287,12 @@ impl Meta {
     /// Gives up on the request: [`Meta::cancelled`] resolves for every clone.
     pub(crate) fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// The request's cancellation alone, for who must cancel it but needs nothing else of
+    /// it (cheaper to keep than a clone of the whole `Meta`).
+    pub(crate) fn cancellation(&self) -> Cancellation {
+        self.cancel.clone()
     }
 
     /// Headers for a call or event sent on behalf of this request: the remaining budget as of
@@ -283,7 +329,7 @@ pub fn new_request_id() -> String {
     thread_local! {
         static IDS: RefCell<nuid::NUID> = const { RefCell::new(nuid::NUID::new()) };
     }
-    IDS.with(|ids| ids.borrow_mut().next().to_string())
+    IDS.with(|ids| ids.borrow_mut().next().as_str().to_owned())
 }
 
 fn parse_budget(value: &str) -> Result<Duration, HeaderError> {
@@ -580,6 +626,30 @@ mod tests {
         assert!(!clone.is_cancelled());
         meta.cancel();
         assert!(clone.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn cancelled_wakes_every_clone_waiting_and_answers_later_ones_at_once() {
+        let meta = Meta::root();
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let clone = meta.clone();
+                tokio::spawn(async move { clone.cancelled().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let early = tokio::time::timeout(Duration::from_millis(50), meta.cancelled()).await;
+        assert!(early.is_err(), "not cancelled yet");
+        meta.cancel();
+        for waiter in waiting {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("woken by the cancel")
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), meta.clone().cancelled())
+            .await
+            .expect("a wait begun after the cancel ends at once");
     }
 
     #[test]

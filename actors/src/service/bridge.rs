@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{EndpointRuntime, Shared};
 use crate::error::truncate;
-use crate::meta::{name, request_id, HeaderError};
+use crate::meta::{name, request_id, Cancellation, HeaderError};
 use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
 use crate::trace::{Open, Span, SpanKind};
@@ -171,7 +171,7 @@ async fn handle(
                 .with("courier.endpoint", ep.name.clone())
         })
     });
-    let (result, unfinished) = run(ep, &msg, requested, meta).await;
+    let (result, unfinished) = run(ep, &msg, requested, meta, started).await;
     ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
         // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
@@ -237,6 +237,7 @@ async fn run(
     msg: &Message,
     codec: Result<Codec, String>,
     meta: Result<Meta, HeaderError>,
+    started: Instant,
 ) -> (Result<Bytes, ServiceError>, Option<Unfinished>) {
     let codec = match codec {
         Ok(codec) => codec,
@@ -260,10 +261,12 @@ async fn run(
             format!("{} took longer than its limit of {:?}", ep.name, ep.timeout),
         ),
     };
-    let cancel = meta.clone();
+    let cancel = meta.cancellation();
     let mut work =
         AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
-    match tokio::time::timeout(limit, &mut work).await {
+    // From when the request was taken in (the clock was read then already).
+    let until = tokio::time::Instant::from_std(started + limit);
+    match tokio::time::timeout_at(until, &mut work).await {
         Ok(done) => (done.unwrap_or_else(|_| Err(crashed())), None),
         Err(_) => {
             cancel.cancel();
@@ -278,11 +281,11 @@ fn crashed() -> ServiceError {
 
 /// Cancels a request (or durable event) whose handling future is dropped before it finished
 /// (a drain that ran out of grace aborts the loop), so cooperative work stops with it.
-pub(crate) struct CancelOnDrop(Option<Meta>);
+pub(crate) struct CancelOnDrop(Option<Cancellation>);
 
 impl CancelOnDrop {
     pub(crate) fn new(meta: &Meta) -> Self {
-        Self(Some(meta.clone()))
+        Self(Some(meta.cancellation()))
     }
 
     pub(crate) fn disarm(mut self) {
@@ -292,8 +295,8 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(meta) = &self.0 {
-            meta.cancel();
+        if let Some(cancellation) = &self.0 {
+            cancellation.cancel();
         }
     }
 }

@@ -89,7 +89,7 @@ pub(super) async fn serve_events(
 /// returned future still waits for it to end, so `concurrency` bounds work, not waiting.
 async fn handle_event(handler: &dyn HandleEvent, msg: Message, limit: Duration) -> EventOutcome {
     let meta = Meta::from_headers(msg.headers.as_ref()).unwrap_or_else(|_| Meta::root());
-    let cancel = meta.clone();
+    let cancel = meta.cancellation();
     let mut work =
         AssertUnwindSafe(handler.handle(reply_codec(&msg), msg.payload, meta)).catch_unwind();
     match tokio::time::timeout(limit, &mut work).await {
