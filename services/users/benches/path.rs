@@ -20,9 +20,11 @@
 //!
 //! It prints requests/s, p50 and p99 latency, the responder process's CPU per request (from
 //! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
-//! concurrency.
+//! concurrency. The NATS rows are measured in rounds (3 by default, `COURIER_BENCH_ROUNDS`):
+//! each round measures `bare` and then the rows, so every ratio compares points taken seconds
+//! apart; the table shows medians, and each round's ratio beside them.
 //!
-//! Run: `cargo bench -p courier-users --bench path` (about two minutes). Under `cargo test`
+//! Run: `cargo bench -p courier-users --bench path` (about eight minutes). Under `cargo test`
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
 //! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get,GET` picks rows (by prefix);
 //! `COURIER_BENCH_SECONDS=20` makes each point last long enough to profile a responder.
@@ -151,8 +153,10 @@ mod responders {
                 ))
                 .build()
                 .expect("definition");
+            // As for the users binary: the load, not the in-flight limit, is measured.
             let settings = courier_config::ServiceSettings {
                 workers,
+                max_in_flight: 4096,
                 ..Default::default()
             };
             let _running = service
@@ -445,57 +449,156 @@ async fn seed(client: &async_nats::Client, n: usize, prefix: &'static str) -> Pa
 
 struct Report {
     errors: usize,
+    /// Bare's median requests/s and p99 at each concurrency.
     bare: BTreeMap<usize, (f64, Duration)>,
 }
 
+/// A row measured in rounds: each round measures bare and then the row's targets, so each
+/// ratio compares points measured seconds apart, and the median of the rounds' ratios is what
+/// a shared machine's drift moves least.
+struct Target<'a> {
+    name: &'a str,
+    responder: &'a Responder,
+    subject: &'static str,
+    payload: Payload,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 impl Report {
-    fn print_header(duration: Duration) {
+    fn print_header(duration: Duration, rounds: usize) {
         println!(
-            "service path, {}s per point; rps = requests/s; p50, p99 and service CPU per request in µs; ratios to bare at the same concurrency",
+            "service path, {rounds} round(s) of {}s per point, medians; rps = requests/s; p50, p99 and service CPU per request in µs; ratios to bare at the same concurrency in the same round",
             duration.as_secs_f64()
         );
         println!(
-            "{:>26} {:>5} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8}",
+            "{:>26} {:>5} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8}  x bare by round",
             "target", "conc", "rps", "p50", "p99", "cpu/req", "x bare", "p99/bare"
         );
     }
 
+    /// A row measured once, compared with bare's medians at its concurrency.
     fn add(&mut self, name: &str, concurrency: usize, point: Point) {
+        let bare = self.bare.get(&concurrency).copied();
+        self.print(name, concurrency, &[point], |_| bare);
+    }
+
+    /// A row measured in rounds against `bare`, the bare points of the same rounds.
+    fn add_rounds(&mut self, name: &str, concurrency: usize, points: &[Point], bare: &[Point]) {
         if name == "bare" {
+            let rps = median(points.iter().map(Point::rps).collect());
+            let p99 = median(
+                points
+                    .iter()
+                    .map(|p| p.percentile(0.99).as_secs_f64())
+                    .collect(),
+            );
             self.bare
-                .insert(concurrency, (point.rps(), point.percentile(0.99)));
+                .insert(concurrency, (rps, Duration::from_secs_f64(p99)));
         }
-        let (ratio, p99_ratio) = match self.bare.get(&concurrency) {
-            Some((rps, p99)) => (
-                format!("{:.2}", point.rps() / rps),
-                format!(
-                    "{:.2}",
-                    point.percentile(0.99).as_secs_f64() / p99.as_secs_f64()
-                ),
-            ),
-            None => ("-".into(), "-".into()),
+        self.print(name, concurrency, points, |round| {
+            bare.get(round).map(|b| (b.rps(), b.percentile(0.99)))
+        });
+    }
+
+    fn print(
+        &mut self,
+        name: &str,
+        concurrency: usize,
+        points: &[Point],
+        bare_of_round: impl Fn(usize) -> Option<(f64, Duration)>,
+    ) {
+        let of = |f: &dyn Fn(&Point) -> f64| median(points.iter().map(f).collect());
+        let ratios: Vec<(f64, f64)> = points
+            .iter()
+            .enumerate()
+            .filter_map(|(round, point)| {
+                let (rps, p99) = bare_of_round(round)?;
+                Some((
+                    point.rps() / rps,
+                    point.percentile(0.99).as_secs_f64() / p99.as_secs_f64(),
+                ))
+            })
+            .collect();
+        let (ratio, p99_ratio, by_round) = if ratios.is_empty() {
+            ("-".to_owned(), "-".to_owned(), String::new())
+        } else {
+            (
+                format!("{:.2}", median(ratios.iter().map(|r| r.0).collect())),
+                format!("{:.2}", median(ratios.iter().map(|r| r.1).collect())),
+                if ratios.len() > 1 {
+                    ratios.iter().map(|r| format!("{:.2} ", r.0)).collect()
+                } else {
+                    String::new()
+                },
+            )
         };
         println!(
-            "{name:>26} {concurrency:>5} {:>8.0} {:>7.0} {:>7.0} {:>8.1} {ratio:>8} {p99_ratio:>8}",
-            point.rps(),
-            point.percentile(0.5).as_secs_f64() * 1e6,
-            point.percentile(0.99).as_secs_f64() * 1e6,
-            point.cpu_per_request(),
+            "{name:>26} {concurrency:>5} {:>8.0} {:>7.0} {:>7.0} {:>8.1} {ratio:>8} {p99_ratio:>8}  {by_round}",
+            of(&Point::rps),
+            of(&|p| p.percentile(0.5).as_secs_f64() * 1e6),
+            of(&|p| p.percentile(0.99).as_secs_f64() * 1e6),
+            of(&Point::cpu_per_request),
         );
-        if let Some(error) = &point.first_error {
-            println!("{:>26} {} errors, the first: {error}", "", point.errors);
+        for point in points {
+            if let Some(error) = &point.first_error {
+                println!("{:>26} {} errors, the first: {error}", "", point.errors);
+            }
+            self.errors += point.errors;
         }
-        self.errors += point.errors;
+    }
+}
+
+/// Measures bare and then each of `targets` at `concurrency`, `rounds` times over, and reports
+/// every row with its ratios to bare's point in the same round.
+async fn in_rounds(
+    client: &async_nats::Client,
+    bare: &Responder,
+    targets: &[Target<'_>],
+    concurrency: usize,
+    duration: Duration,
+    rounds: usize,
+    report: &mut Report,
+) {
+    let mut bare_points = Vec::new();
+    let mut points: Vec<Vec<Point>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        let add = fixed(r#"{"a":20,"b":22}"#);
+        bare_points.push(load(client, bare, "bench.bare", add, concurrency, duration).await);
+        for (target, points) in targets.iter().zip(&mut points) {
+            let point = load(
+                client,
+                target.responder,
+                target.subject,
+                target.payload.clone(),
+                concurrency,
+                duration,
+            )
+            .await;
+            points.push(point);
+        }
+    }
+    report.add_rounds("bare", concurrency, &bare_points, &bare_points);
+    for (target, points) in targets.iter().zip(&points) {
+        report.add_rounds(target.name, concurrency, points, &bare_points);
     }
 }
 
 fn run() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (duration, default_levels, seeded): (Duration, &[usize], usize) = if full {
-        (Duration::from_secs(3), &[1, 16, 64, 256], 100)
+    let (duration, default_levels, seeded, rounds): (Duration, &[usize], usize, usize) = if full {
+        (Duration::from_secs(2), &[1, 16, 64, 256], 100, 3)
     } else {
-        (Duration::from_millis(100), &[1, 16], 4)
+        (Duration::from_millis(100), &[1, 16], 4, 1)
     };
+    let rounds = std::env::var("COURIER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(rounds);
     // Longer points for profiling a responder: `COURIER_BENCH_SECONDS=20`.
     let duration = std::env::var("COURIER_BENCH_SECONDS")
         .ok()
@@ -525,7 +628,7 @@ fn run() {
             errors: 0,
             bare: BTreeMap::new(),
         };
-        Report::print_header(duration);
+        Report::print_header(duration, rounds);
         let bare = Responder::role("bare", &nats.url(), 1);
         let trivial_1 = Responder::role("trivial", &nats.url(), 1);
         let trivial_2 = Responder::role("trivial", &nats.url(), 2);
@@ -545,8 +648,7 @@ fn run() {
             load(&client, responder, subject, payload, 4, duration / 2).await;
         }
         for &c in &levels {
-            let targets = [
-                ("bare", &bare, "bench.bare", add.clone()),
+            let targets: Vec<Target<'_>> = [
                 (
                     "trivial endpoint 1w",
                     &trivial_1,
@@ -561,13 +663,17 @@ fn run() {
                 ),
                 ("users.get sqlite 1w", &users, "users.get", get.clone()),
                 ("users.list sqlite 1w", &users, "users.list", list.clone()),
-            ];
-            for (name, responder, subject, payload) in targets {
-                if wanted(name) {
-                    let point = load(&client, responder, subject, payload, c, duration).await;
-                    report.add(name, c, point);
-                }
-            }
+            ]
+            .into_iter()
+            .filter(|(name, ..)| wanted(name))
+            .map(|(name, responder, subject, payload)| Target {
+                name,
+                responder,
+                subject,
+                payload,
+            })
+            .collect();
+            in_rounds(&client, &bare, &targets, c, duration, rounds, &mut report).await;
         }
         // One users instance at a time: they share the subjects and queue group. The same
         // file again, with two workers.
@@ -575,14 +681,21 @@ fn run() {
         let (users, _) = Responder::users(&nats.url(), &sqlite, cores, 2);
         load(&client, &users, "users.get", get.clone(), 4, duration / 2).await;
         for &c in &levels {
-            for (name, subject, payload) in [
+            let targets: Vec<Target<'_>> = [
                 ("users.get sqlite 2w", "users.get", get.clone()),
                 ("users.list sqlite 2w", "users.list", list.clone()),
-            ] {
-                if wanted(name) {
-                    let point = load(&client, &users, subject, payload, c, duration).await;
-                    report.add(name, c, point);
-                }
+            ]
+            .into_iter()
+            .filter(|(name, ..)| wanted(name))
+            .map(|(name, subject, payload)| Target {
+                name,
+                responder: &users,
+                subject,
+                payload,
+            })
+            .collect();
+            if !targets.is_empty() {
+                in_rounds(&client, &bare, &targets, c, duration, rounds, &mut report).await;
             }
         }
         // One users instance at a time: they share the subjects and queue group.
@@ -591,7 +704,8 @@ fn run() {
             creates_and_reads(&client, &nats, &scratch, &levels, duration, &mut report).await;
         }
         if wanted("users.get postgres") || wanted("users.list postgres") {
-            postgres(&client, &nats, &levels, duration, seeded, &mut report).await;
+            let rows = (&levels[..], duration, rounds);
+            postgres(&client, &nats, &bare, rows, seeded, &mut report).await;
         }
         if wanted(gateway::ROW) {
             gateway::rows(&client, &nats, &scratch, &levels, duration, &mut report).await;
@@ -658,8 +772,8 @@ async fn creates_and_reads(
 async fn postgres(
     client: &async_nats::Client,
     nats: &TestNats,
-    levels: &[usize],
-    duration: Duration,
+    bare: &Responder,
+    (levels, duration, rounds): (&[usize], Duration, usize),
     seeded: usize,
     report: &mut Report,
 ) {
@@ -671,13 +785,17 @@ async fn postgres(
     let get = seed(client, seeded, "pg").await;
     let list = fixed(r#"{"limit":10}"#);
     for &c in levels {
-        for (name, subject, payload) in [
+        let targets = [
             ("users.get postgres", "users.get", get.clone()),
             ("users.list postgres", "users.list", list.clone()),
-        ] {
-            let point = load(client, &users, subject, payload, c, duration).await;
-            report.add(name, c, point);
-        }
+        ]
+        .map(|(name, subject, payload)| Target {
+            name,
+            responder: &users,
+            subject,
+            payload,
+        });
+        in_rounds(client, bare, &targets, c, duration, rounds, report).await;
     }
     drop(users);
     db.remove().await;
