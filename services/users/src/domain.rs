@@ -185,7 +185,11 @@ pub fn valid_password(password: &str) -> Result<(), UsersError> {
 /// Checks that an id is a UUID, so a typo is a 400, not a 404.
 pub fn valid_id(id: &str) -> Result<String, UsersError> {
     uuid::Uuid::parse_str(id.trim())
-        .map(|u| u.hyphenated().to_string())
+        .map(|u| {
+            // Written into a buffer: `to_string` would go through the formatting machinery.
+            let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+            u.hyphenated().encode_lower(&mut text).to_owned()
+        })
         .map_err(|_| invalid("id", format!("{} is not a user id (a UUID)", quote(id))))
 }
 

@@ -54,12 +54,12 @@ pub async fn run(
     let kit = Kit::open("courier-users", &settings, store::MIGRATIONS)
         .await
         .context("starting the users service")?;
-    let users = users::Users {
+    let users = users::Users::from(users::Deps {
         store: store::Store::from(kit.db.clone()),
         hasher: hasher::HasherHandle::start(settings.users.hash_workers),
         max_page_size: settings.users.max_page_size,
         admin_emails: settings.users.normalized_admin_emails().into(),
-    };
+    });
     let service = endpoints::service(users);
     Ok(kit.serve(service, &settings, on_start, shutdown).await?)
 }

@@ -32,14 +32,31 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 /// authentication takes as long whether or not the email exists.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3xgt2Jv3ZFTGoQh0Ru9G4m8l7Xc3o8b1dO1Nr0OaW3s";
 
-/// The service's dependencies. Cheap to clone.
+/// The service: its dependencies, shared. A clone (one per request, as
+/// [`courier_actors::Methods`] hands each method its own) is one reference count.
 #[derive(Clone)]
-pub struct Users {
+pub struct Users(Arc<Deps>);
+
+/// What [`Users`] works with.
+pub struct Deps {
     pub(crate) store: Store,
     pub(crate) hasher: HasherHandle,
     pub(crate) max_page_size: u32,
     /// Lower-cased: a user created with one of these gets role [`domain::ADMIN`].
     pub(crate) admin_emails: Arc<[String]>,
+}
+
+impl From<Deps> for Users {
+    fn from(deps: Deps) -> Self {
+        Self(Arc::new(deps))
+    }
+}
+
+impl std::ops::Deref for Users {
+    type Target = Deps;
+    fn deref(&self) -> &Deps {
+        &self.0
+    }
 }
 
 /// The event body of `events.users.created`: the new user.
