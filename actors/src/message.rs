@@ -4,6 +4,7 @@ use std::future::Future;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::meta::Cancellation;
 use crate::{Meta, ServiceError};
 
 /// A request type served by an endpoint: decoded from the payload, answered with `Reply` or
@@ -69,10 +70,10 @@ impl<M: Call> Request<M> {
         Fut: Future<Output = Result<M::Reply, M::Error>> + 'static,
         M::Error: From<Cancelled>,
     {
-        let meta = self.meta.clone();
+        let watch = Watch::of(&self.meta);
         let work = work(self.body, self.meta);
         Box::pin(async move {
-            until_cancelled(&meta, work)
+            until_cancelled(watch, work)
                 .await
                 .unwrap_or_else(|c| Err(c.into()))
         })
@@ -100,11 +101,27 @@ impl<E: 'static> Event<E> {
         F: FnOnce(E, Meta) -> Fut,
         Fut: Future<Output = ()> + 'static,
     {
-        let meta = self.meta.clone();
+        let watch = Watch::of(&self.meta);
         let work = work(self.body, self.meta);
         Box::pin(async move {
-            let _ = until_cancelled(&meta, work).await;
+            let _ = until_cancelled(watch, work).await;
         })
+    }
+}
+
+/// What [`until_cancelled`] needs of a request's [`Meta`], taken before the `Meta` moves into
+/// the handler's work (cheaper than a clone of it).
+pub(crate) struct Watch {
+    cancellation: Cancellation,
+    hop: Option<crate::trace::Hop>,
+}
+
+impl Watch {
+    pub(crate) fn of(meta: &Meta) -> Self {
+        Self {
+            cancellation: meta.cancellation(),
+            hop: crate::trace::Hop::of(meta),
+        }
     }
 }
 
@@ -113,13 +130,14 @@ impl<E: 'static> Event<E> {
 /// The work runs [`crate::trace::within`] its hop: its log lines carry the request's ids, and
 /// its database calls are spans of that hop.
 pub(crate) async fn until_cancelled<T>(
-    meta: &Meta,
+    watch: Watch,
     work: impl Future<Output = T>,
 ) -> Result<T, Cancelled> {
-    let work = crate::trace::within(meta, work);
+    let Watch { cancellation, hop } = watch;
+    let work = crate::trace::Hop::within(hop, work);
     tokio::select! {
         biased;
-        () = meta.cancelled() => Err(Cancelled),
+        () = cancellation.cancelled() => Err(Cancelled),
         out = work => Ok(out),
     }
 }

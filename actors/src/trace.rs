@@ -176,9 +176,27 @@ tokio::task_local! {
 
 /// What the work of a hop carries with it: its trace, for the spans of work done inside it,
 /// and its request id, for log lines.
-struct Hop {
+pub(crate) struct Hop {
     trace: TraceContext,
     request_id: String,
+}
+
+impl Hop {
+    /// The hop `meta` describes, when an exporter or the log output wants it.
+    pub(crate) fn of(meta: &Meta) -> Option<Self> {
+        (enabled() || LOG_IDS.load(Ordering::Relaxed)).then(|| Self {
+            trace: meta.trace,
+            request_id: meta.request_id.clone(),
+        })
+    }
+
+    /// Runs `work` inside `hop`, or as it is without one.
+    pub(crate) fn within<F: Future>(hop: Option<Self>, work: F) -> impl Future<Output = F::Output> {
+        match hop {
+            Some(hop) => futures::future::Either::Left(HOP.scope(hop, work)),
+            None => futures::future::Either::Right(work),
+        }
+    }
 }
 
 /// Whether log lines want the ids of the hop they are written in ([`carry_log_ids`]).
@@ -196,14 +214,7 @@ pub fn carry_log_ids(on: bool) {
 /// name its request and trace ([`log_ids`]). A plain task-local, set only when an exporter or
 /// the log output wants it: a request pays a copy of its id, not a `tracing` span.
 pub fn within<F: Future>(meta: &Meta, work: F) -> impl Future<Output = F::Output> {
-    let hop = (enabled() || LOG_IDS.load(Ordering::Relaxed)).then(|| Hop {
-        trace: meta.trace,
-        request_id: meta.request_id.clone(),
-    });
-    match hop {
-        Some(hop) => futures::future::Either::Left(HOP.scope(hop, work)),
-        None => futures::future::Either::Right(work),
-    }
+    Hop::within(Hop::of(meta), work)
 }
 
 /// The request id and trace id (32 hex digits) of the hop the current task works for

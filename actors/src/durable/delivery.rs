@@ -64,10 +64,10 @@ impl<E: 'static> Delivery<E> {
         F: FnOnce(E, Meta) -> Fut,
         Fut: Future<Output = Result<(), EventError>> + 'static,
     {
-        let meta = self.meta.clone();
+        let watch = crate::message::Watch::of(&self.meta);
         let work = work(self.body, self.meta);
         Box::pin(async move {
-            crate::message::until_cancelled(&meta, work)
+            crate::message::until_cancelled(watch, work)
                 .await
                 .unwrap_or_else(|c| Err(c.into()))
         })
