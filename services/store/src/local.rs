@@ -9,6 +9,7 @@
 //! time-out below only covers the rare moments SQLite itself needs (recovering the WAL index
 //! after a crash).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,16 +60,18 @@ pub(crate) fn by_keys<T: FromRow>(
     keys: &[&str],
 ) -> Result<Vec<Option<T>>, StoreError> {
     with_connection(file, |connection| {
-        let read = |key: &&str| {
-            run(connection, one, &[(*key).into()], |statement| {
-                first_row(&mut statement.raw_query())
-            })
+        // One statement for the batch, bound anew for each key.
+        let mut statement = connection.prepare_cached(one)?;
+        let key_index = parameter_index(&statement, 0)?;
+        let mut read = |key: &&str| {
+            statement.raw_bind_parameter(key_index, *key)?;
+            first_row(&mut statement.raw_query())
         };
         if keys.len() == 1 {
             return keys.iter().map(read).collect();
         }
         connection.prepare_cached("BEGIN")?.execute([])?;
-        let rows = keys.iter().map(read).collect();
+        let rows = keys.iter().map(&mut read).collect();
         // Ends the read transaction whatever the reads gave (a read-only one has nothing
         // to keep or undo).
         connection.prepare_cached("COMMIT")?.execute([])?;
@@ -129,13 +132,21 @@ pub(crate) fn run<T>(
 ) -> Result<T, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     for (i, param) in params.iter().enumerate() {
-        let name = format!("${}", i + 1);
-        let index = statement
-            .parameter_index(&name)?
-            .ok_or(rusqlite::Error::InvalidParameterName(name))?;
+        let index = parameter_index(&statement, i)?;
         statement.raw_bind_parameter(index, param)?;
     }
     f(&mut statement)
+}
+
+/// Where the statement binds `$<i + 1>`, the `i`th of a call's parameters.
+fn parameter_index(statement: &Statement<'_>, i: usize) -> Result<usize, StoreError> {
+    // The names of the first parameters, made once: a read names one or two.
+    const NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
+    let name = NAMES
+        .get(i)
+        .map_or_else(|| Cow::Owned(format!("${}", i + 1)), |n| Cow::Borrowed(*n));
+    let index = statement.parameter_index(&name)?;
+    Ok(index.ok_or_else(|| rusqlite::Error::InvalidParameterName(name.into_owned()))?)
 }
 
 pub(crate) fn open(file: &Path, access: OpenFlags) -> rusqlite::Result<Connection> {
