@@ -72,9 +72,13 @@ pub(crate) fn by_keys<T: FromRow>(
         }
         connection.prepare_cached("BEGIN")?.execute([])?;
         let rows = keys.iter().map(&mut read).collect();
-        // Ends the read transaction whatever the reads gave (a read-only one has nothing
-        // to keep or undo).
-        connection.prepare_cached("COMMIT")?.execute([])?;
+        // Ends the read transaction whatever the reads gave (a read-only one has nothing to
+        // keep or undo), and never leaves it open: the thread's next reads would see this
+        // snapshot forever.
+        if let Err(e) = connection.prepare_cached("COMMIT")?.execute([]) {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
         rows
     })
 }
