@@ -84,8 +84,11 @@ impl<T> Default for Queue<T> {
 
 struct Waiter<T> {
     key: String,
-    answer: oneshot::Sender<Result<Option<T>, StoreError>>,
+    answer: oneshot::Sender<Answer<T>>,
 }
+
+/// What one read gets.
+type Answer<T> = Result<Option<T>, StoreError>;
 
 impl<T: FromRow + Clone + Send + 'static> ByKey<T> {
     /// Reads by `key` from the rows `select` gives: `select` is `SELECT <columns> FROM
@@ -121,7 +124,14 @@ impl<T: FromRow + Clone + Send + 'static> ByKey<T> {
             !std::mem::replace(&mut queue.flushing, true)
         };
         if spawn {
-            tokio::spawn(flush(self.inner.clone(), queue.clone()));
+            // The guard is made before the spawn and moved into the task: if the spawn
+            // fails, or the task is dropped before it first runs, dropping it still frees
+            // the queue for the next read.
+            let guard = Flushing {
+                queue: queue.clone(),
+                done: false,
+            };
+            tokio::spawn(flush(self.inner.clone(), guard));
         }
         let row = answered.await.unwrap_or(Err(StoreError::Abandoned));
         call.end(&row);
@@ -129,20 +139,14 @@ impl<T: FromRow + Clone + Send + 'static> ByKey<T> {
     }
 }
 
-/// Reads what waits in `queue`, batch after batch, until nothing does.
-async fn flush<T: FromRow + Clone + Send + 'static>(
-    inner: Arc<Inner<T>>,
-    queue: Arc<Mutex<Queue<T>>>,
-) {
-    let mut guard = Flushing {
-        queue: &queue,
-        done: false,
-    };
-    // Requests ready on this thread now run first, and those that read join this batch.
-    tokio::task::yield_now().await;
+/// Reads what waits in the guard's queue, batch after batch, until nothing does.
+async fn flush<T: FromRow + Clone + Send + 'static>(inner: Arc<Inner<T>>, mut guard: Flushing<T>) {
     loop {
+        // Requests ready on this thread run first, and those that read join this batch (and
+        // the thread is never held by one flush: a SQLite batch has no await of its own).
+        tokio::task::yield_now().await;
         let batch: Vec<Waiter<T>> = {
-            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = guard.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.waiting.retain(|waiter| !waiter.answer.is_closed());
             if queue.waiting.is_empty() {
                 queue.flushing = false;
@@ -156,7 +160,7 @@ async fn flush<T: FromRow + Clone + Send + 'static>(
         match inner.read(&keys).await {
             Ok(rows) => {
                 for (waiter, row) in batch.into_iter().zip(rows) {
-                    let _ = waiter.answer.send(Ok(row));
+                    let _ = waiter.answer.send(row);
                 }
             }
             Err(error) => {
@@ -169,15 +173,15 @@ async fn flush<T: FromRow + Clone + Send + 'static>(
     }
 }
 
-/// Ends a flush that did not finish (a panic, a runtime shutting down): the reads still
-/// waiting are answered [`StoreError::Abandoned`] (their senders dropped) and the next read
-/// spawns a new flush.
-struct Flushing<'a, T> {
-    queue: &'a Mutex<Queue<T>>,
+/// The queue's flush, spawned: dropped before it finished (a panic, a runtime shutting down,
+/// a spawn that failed), it answers the reads still waiting [`StoreError::Abandoned`] (their
+/// senders dropped) and lets the next read spawn a new flush.
+struct Flushing<T> {
+    queue: Arc<Mutex<Queue<T>>>,
     done: bool,
 }
 
-impl<T> Drop for Flushing<'_, T> {
+impl<T> Drop for Flushing<T> {
     fn drop(&mut self) {
         if !self.done {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -188,8 +192,9 @@ impl<T> Drop for Flushing<'_, T> {
 }
 
 impl<T: FromRow + Clone + Send> Inner<T> {
-    /// The row of each key, in the keys' order.
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<T>>, StoreError> {
+    /// The row of each key, in the keys' order; each key's own failure (a row that does not
+    /// map) stays its own, and a failure of the whole trip is the batch's.
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Answer<T>>, StoreError> {
         let db = &self.db;
         if let Some(file) = &db.file {
             return local::by_keys(file, &self.one, keys);
@@ -199,8 +204,11 @@ impl<T: FromRow + Clone + Send> Inner<T> {
             for key in keys {
                 let row = rows::bind(&self.one, &[(*key).into()])
                     .fetch_optional(db.pool())
-                    .await?;
-                rows.push(row.as_ref().map(|row| T::from_row(row)).transpose()?);
+                    .await;
+                rows.push(match row {
+                    Ok(row) => row.as_ref().map(|row| T::from_row(row)).transpose(),
+                    Err(e) => Err(e.into()),
+                });
             }
             return Ok(rows);
         }
@@ -211,9 +219,17 @@ impl<T: FromRow + Clone + Send> Inner<T> {
             .await?;
         let mut by_key = HashMap::with_capacity(found.len());
         for row in &found {
-            by_key.insert(row.try_get::<String, _>(0)?, T::from_row(&AfterKey(row))?);
+            let mapped = T::from_row(&AfterKey(row)).map_err(Arc::new);
+            by_key.insert(row.try_get::<String, _>(0)?, mapped);
         }
-        Ok(keys.iter().map(|key| by_key.get(*key).cloned()).collect())
+        Ok(keys
+            .iter()
+            .map(|key| match by_key.get(*key) {
+                None => Ok(None),
+                Some(Ok(row)) => Ok(Some(row.clone())),
+                Some(Err(e)) => Err(StoreError::Batch(e.clone())),
+            })
+            .collect())
     }
 }
 

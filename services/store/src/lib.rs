@@ -8,7 +8,9 @@
 //! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
 //!   both databases. On a SQLite file each thread reads through its own connection
 //!   (`local.rs`), and writes take turns on one writing connection and commit in groups
-//!   (`writer.rs`), all on the calling thread, with no thread hand-off.
+//!   (`writer.rs`), all on the calling thread, with no thread hand-off. [`ByKey`] batches the
+//!   reads by key waiting at one moment on a thread into one trip (a task it spawns on that
+//!   thread's runtime does it): the hot reads of a service under load.
 //! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
 //!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
 //!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
@@ -111,9 +113,9 @@ pub enum StoreError {
     /// A batched read ([`ByKey`]) failed: every read of its batch gets this same failure.
     #[error(transparent)]
     Batch(Arc<StoreError>),
-    /// A batched read ended without an answer: the runtime that ran its batch is shutting
-    /// down.
-    #[error("the read was abandoned: the runtime is shutting down")]
+    /// A batched read ended without an answer: its batch stopped before it was done (the
+    /// runtime that ran it shutting down, or a panic in it).
+    #[error("the read was abandoned: its batch stopped before it was done")]
     Abandoned,
 }
 
@@ -136,6 +138,8 @@ impl From<&StoreError> for courier_actors::ServiceError {
             StoreError::DeadlinePassed => ServiceError::timeout(e.to_string()),
             // Nothing was written: the caller may try again (the gateway retries a 503).
             StoreError::Busy => ServiceError::unavailable(e.to_string()),
+            // Nothing was read: the caller may try again.
+            StoreError::Abandoned => ServiceError::unavailable(e.to_string()),
             StoreError::Batch(e) => Self::from(&**e),
             other => {
                 tracing::error!(error = %other, "Database failure.");
@@ -368,6 +372,7 @@ mod tests {
         assert_eq!(code(StoreError::KeyReused), 422);
         assert_eq!(code(StoreError::DeadlinePassed), 504);
         assert_eq!(code(StoreError::Busy), 503);
+        assert_eq!(code(StoreError::Abandoned), 503);
         assert_eq!(code(StoreError::Commit("disk I/O error".to_owned())), 500);
         let internal = ServiceError::from(StoreError::Commit("disk I/O error".to_owned()));
         assert!(!internal.to_string().contains("disk"), "{internal}");

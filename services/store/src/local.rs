@@ -58,9 +58,9 @@ pub(crate) fn by_keys<T: FromRow>(
     file: &Path,
     one: &str,
     keys: &[&str],
-) -> Result<Vec<Option<T>>, StoreError> {
+) -> Result<Vec<Result<Option<T>, StoreError>>, StoreError> {
     with_connection(file, |connection| {
-        // One statement for the batch, bound anew for each key.
+        // One statement for the batch, bound anew for each key; each key's failure its own.
         let mut statement = connection.prepare_cached(one)?;
         let key_index = parameter_index(&statement, 0)?;
         let mut read = |key: &&str| {
@@ -68,10 +68,10 @@ pub(crate) fn by_keys<T: FromRow>(
             first_row(&mut statement.raw_query())
         };
         if keys.len() == 1 {
-            return keys.iter().map(read).collect();
+            return Ok(keys.iter().map(read).collect());
         }
         connection.prepare_cached("BEGIN")?.execute([])?;
-        let rows = keys.iter().map(&mut read).collect();
+        let rows = Ok(keys.iter().map(&mut read).collect());
         // Ends the read transaction whatever the reads gave (a read-only one has nothing to
         // keep or undo), and never leaves it open: the thread's next reads would see this
         // snapshot forever.
@@ -122,7 +122,13 @@ fn with_connection<T>(
             );
         }
         // Invariant: inserted just above when missing.
-        f(&connections[file])
+        let connection = &connections[file];
+        if !connection.is_autocommit() {
+            // A batch that panicked between its BEGIN and COMMIT: its snapshot must not
+            // become this thread's view of the file from now on.
+            connection.execute_batch("ROLLBACK")?;
+        }
+        f(connection)
     })
 }
 

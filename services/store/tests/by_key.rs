@@ -181,11 +181,135 @@ async fn reads_given_up_before_their_batch_leave_the_others_answered() {
             .enumerate()
             .filter_map(|(i, read)| (i % 2 == 0).then_some(read))
             .collect();
-        for (i, row) in futures::future::join_all(kept).await {
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures::future::join_all(kept),
+        )
+        .await
+        .expect("the reads kept are answered");
+        for (i, row) in answered {
             let key = format!("t{}", i % 10);
             assert_eq!(row.unwrap(), expected(&key, 10));
         }
         assert_eq!(things.get("t9").await.unwrap(), expected("t9", 10));
     })
     .await;
+}
+
+/// A `Thing` whose `n` must not be negative: a row that does not map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checked(Thing);
+
+impl FromRow for Checked {
+    fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
+        let thing = Thing::from_row(row)?;
+        if thing.n < 0 {
+            return Err(StoreError::Json(serde_json::Error::io(
+                std::io::Error::other("negative"),
+            )));
+        }
+        Ok(Self(thing))
+    }
+}
+
+#[tokio::test]
+async fn a_row_that_does_not_map_fails_its_own_reads_only() {
+    each_database("by-key-bad-row", async |db| {
+        insert(db, 10).await;
+        let mut write = db.begin().await.unwrap();
+        write
+            .execute("INSERT INTO things (id, n) VALUES ('bad', -1)", &[])
+            .await
+            .unwrap();
+        write.commit().await.unwrap();
+        let checked = ByKey::<Checked>::new(db, "SELECT id, n FROM things", "id");
+        let keys: Vec<String> = (0..40)
+            .map(|i| {
+                if i % 4 == 0 {
+                    "bad".to_owned()
+                } else {
+                    format!("t{}", i % 10)
+                }
+            })
+            .collect();
+        let reads = futures::future::join_all(keys.iter().map(|key| checked.get(key))).await;
+        for (key, read) in keys.iter().zip(reads) {
+            match (key.as_str(), read) {
+                ("bad", Err(e)) => assert!(e.to_string().contains("negative"), "{e}"),
+                ("bad", Ok(row)) => panic!("the bad row mapped: {row:?}"),
+                (key, read) => assert_eq!(read.unwrap().map(|c| c.0), expected(key, 10)),
+            }
+        }
+    })
+    .await;
+}
+
+#[test]
+fn a_flush_dropped_before_it_ran_does_not_stop_later_reads() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let home = runtime();
+    let file = TestDatabase::sqlite("by-key-dropped");
+    let db = home.block_on(async {
+        let db = Database::connect(&file.settings, MIGRATIONS).await.unwrap();
+        insert(&db, 2).await;
+        db
+    });
+    let things = things(&db);
+    // A read joins the queue and spawns its flush on a runtime that is then dropped before
+    // the flush ever runs.
+    let doomed = runtime();
+    doomed.block_on(async {
+        assert!(things.get("t1").now_or_never().is_none());
+    });
+    drop(doomed);
+    // On this thread, a later read on another runtime still gets its row.
+    let row = runtime().block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), things.get("t1"))
+            .await
+            .expect("the read is answered, not left behind a flush that never ran")
+    });
+    assert_eq!(row.unwrap(), expected("t1", 2));
+}
+
+/// A `Thing` whose mapping panics on the row `boom`.
+#[derive(Debug, Clone)]
+struct Panicky;
+
+impl FromRow for Panicky {
+    fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
+        assert_ne!(row.text(0)?, "boom", "a mapping that panics");
+        Ok(Self)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_panicked_leaves_no_old_snapshot_behind() {
+    let file = TestDatabase::sqlite("by-key-panic");
+    let db = Database::connect(&file.settings, MIGRATIONS).await.unwrap();
+    insert(&db, 1).await;
+    let mut write = db.begin().await.unwrap();
+    write
+        .execute("INSERT INTO things (id, n) VALUES ('boom', 0)", &[])
+        .await
+        .unwrap();
+    write.commit().await.unwrap();
+    // Two reads in one batch (one read transaction), the second of which panics.
+    let panicky = ByKey::<Panicky>::new(&db, "SELECT id, n FROM things", "id");
+    let (first, boom) = futures::join!(panicky.get("t0"), panicky.get("boom"));
+    assert!(matches!(first, Err(StoreError::Abandoned)), "{first:?}");
+    assert!(matches!(boom, Err(StoreError::Abandoned)), "{boom:?}");
+    // A commit after it is seen by the next read on this thread.
+    let mut write = db.begin().await.unwrap();
+    write
+        .execute("UPDATE things SET n = 99 WHERE id = 't0'", &[])
+        .await
+        .unwrap();
+    write.commit().await.unwrap();
+    let row = things(&db).get("t0").await.unwrap().unwrap();
+    assert_eq!(row.n, 99, "the read saw the panicked batch's snapshot");
 }
