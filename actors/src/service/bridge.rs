@@ -23,6 +23,9 @@ use crate::stats::{Metrics, Slot};
 use crate::trace::{Open, Span, SpanKind};
 use crate::{Codec, Error, Meta, ServiceError};
 
+/// What stands for "no time limit": thirty years, as tokio's own far future.
+const NO_LIMIT: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// How long a caller refused at the in-flight limit should wait before trying again.
 const RETRY_AFTER_MS: &str = "100";
 
@@ -268,8 +271,12 @@ async fn run(
     let cancel = meta.cancellation();
     let mut work =
         AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
-    // From when the request was taken in (the clock was read then already).
-    let until = tokio::time::Instant::from_std(started + limit);
+    // From when the request was taken in (the clock was read then already); a limit too far
+    // to add (an endpoint's `Duration::MAX`) is as good as none.
+    let until = started
+        .checked_add(limit)
+        .unwrap_or_else(|| started + NO_LIMIT);
+    let until = tokio::time::Instant::from_std(until);
     match tokio::time::timeout_at(until, &mut work).await {
         Ok(done) => (done.unwrap_or_else(|_| Err(crashed())), None),
         Err(_) => {

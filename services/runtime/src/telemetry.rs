@@ -120,6 +120,10 @@ where
         };
         let mut line = String::new();
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        if line.contains("\"span\":") {
+            // The event has a field of that name: a second key would be ambiguous.
+            return writer.write_str(&line);
+        }
         let ids = serde_json::json!({ "request_id": request_id, "trace_id": trace_id });
         // Invariant: the JSON format writes one object and a line end.
         match line.trim_end().strip_suffix('}') {
