@@ -22,7 +22,9 @@
 //! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
 //! concurrency. The NATS rows are measured in rounds (3 by default, `COURIER_BENCH_ROUNDS`):
 //! each round measures `bare` and then the rows, so every ratio compares points taken seconds
-//! apart; the table shows medians, and each round's ratio beside them.
+//! apart; the table shows medians, and each round's ratio beside them. Each group of rows
+//! (1 worker, 2 workers, PostgreSQL) prints its own bare; rows measured once (reads beside
+//! creates, the HTTP rows) compare with the median bare of the group measured last.
 //!
 //! Run: `cargo bench -p courier-users --bench path` (about eight minutes). Under `cargo test`
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
