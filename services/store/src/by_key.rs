@@ -28,7 +28,7 @@ use sqlx::Row as _;
 use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
-use crate::rows::{self, FromRow, Row};
+use crate::rows::{FromRow, Row};
 use crate::{local, Call, Database, StoreError};
 
 /// The most keys one batch reads; what waits beyond it makes the next batch.
@@ -202,13 +202,7 @@ impl<T: FromRow + Clone + Send> Inner<T> {
         if keys.len() == 1 || db.system != "postgresql" {
             let mut rows = Vec::with_capacity(keys.len());
             for key in keys {
-                let row = rows::bind(&self.one, &[(*key).into()])
-                    .fetch_optional(db.pool())
-                    .await;
-                rows.push(match row {
-                    Ok(row) => row.as_ref().map(|row| T::from_row(row)).transpose(),
-                    Err(e) => Err(e.into()),
-                });
+                rows.push(db.one(&self.one, &[(*key).into()]).await);
             }
             return Ok(rows);
         }

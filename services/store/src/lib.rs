@@ -110,7 +110,8 @@ pub enum StoreError {
     /// the 504 the caller got means that nothing happened.
     #[error("the deadline passed before the write committed; it was rolled back")]
     DeadlinePassed,
-    /// A batched read ([`ByKey`]) failed: every read of its batch gets this same failure.
+    /// A batched read ([`ByKey`]) failed: its batch's trip (every read of the batch gets
+    /// it), or its own row, which did not map (every read of that key gets it).
     #[error(transparent)]
     Batch(Arc<StoreError>),
     /// A batched read ended without an answer: its batch stopped before it was done (the

@@ -73,12 +73,9 @@ pub(crate) fn by_keys<T: FromRow>(
         connection.prepare_cached("BEGIN")?.execute([])?;
         let rows = Ok(keys.iter().map(&mut read).collect());
         // Ends the read transaction whatever the reads gave (a read-only one has nothing to
-        // keep or undo), and never leaves it open: the thread's next reads would see this
-        // snapshot forever.
-        if let Err(e) = connection.prepare_cached("COMMIT")?.execute([]) {
-            let _ = connection.execute_batch("ROLLBACK");
-            return Err(e.into());
-        }
+        // keep or undo); one left open by a failure here is rolled back before the thread's
+        // next read (`with_connection`).
+        connection.prepare_cached("COMMIT")?.execute([])?;
         rows
     })
 }
@@ -124,8 +121,8 @@ fn with_connection<T>(
         // Invariant: inserted just above when missing.
         let connection = &connections[file];
         if !connection.is_autocommit() {
-            // A batch that panicked between its BEGIN and COMMIT: its snapshot must not
-            // become this thread's view of the file from now on.
+            // A batch that failed or panicked between its BEGIN and COMMIT: its snapshot
+            // must not become this thread's view of the file from now on.
             connection.execute_batch("ROLLBACK")?;
         }
         f(connection)
