@@ -15,6 +15,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use super::deadlines::{Deadlines, Place};
 use super::{EndpointRuntime, Shared};
 use crate::error::truncate;
 use crate::meta::{name, request_id, Cancellation, HeaderError};
@@ -22,9 +23,6 @@ use crate::micro::Verb;
 use crate::stats::{Metrics, Slot};
 use crate::trace::{Open, Span, SpanKind};
 use crate::{Codec, Error, Meta, ServiceError};
-
-/// What stands for "no time limit": thirty years, as tokio's own far future.
-const NO_LIMIT: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// How long a caller refused at the in-flight limit should wait before trying again.
 const RETRY_AFTER_MS: &str = "100";
@@ -71,7 +69,8 @@ pub(super) async fn round_trip(nats: &async_nats::Client) -> Result<(), Error> {
 /// admitted has been answered.
 ///
 /// Admitted requests run as futures inside this task rather than as spawned tasks: replies made
-/// in one wake-up reach the connection together, which batches writes (see the benchmark).
+/// in one wake-up reach the connection together, which batches writes (see the benchmark). Their
+/// time limits are kept by one timer ([`Deadlines`]).
 pub(super) async fn serve_endpoint(
     ep: Arc<EndpointRuntime>,
     subs: Vec<Subscriber>,
@@ -82,18 +81,24 @@ pub(super) async fn serve_endpoint(
     let (ep, nats) = (&*ep, &nats);
     let mut subs = futures::stream::select_all(subs);
     let mut running = FuturesUnordered::new();
+    let mut deadlines = Deadlines::new();
     let (mut draining, mut ended) = (false, false);
     loop {
         tokio::select! {
             msg = subs.next(), if !ended => match msg {
                 Some(msg) => {
-                    if let Some(request) = accept(ep, nats, &metrics, msg).await {
+                    if let Some(request) = accept(ep, nats, &metrics, msg, &mut deadlines).await {
                         running.push(request);
                     }
                 }
                 None => ended = true,
             },
-            Some(()) = running.next(), if !running.is_empty() => {}
+            Some(place) = running.next(), if !running.is_empty() => {
+                if let Some(place) = place {
+                    deadlines.release(place);
+                }
+            }
+            () = deadlines.fired(), if deadlines.waiting() => deadlines.expire(),
             _ = stop.changed(), if !draining => {
                 draining = true;
                 for sub in subs.iter_mut() {
@@ -109,13 +114,15 @@ pub(super) async fn serve_endpoint(
     }
 }
 
-/// Admits a request (returning the future that handles it) or refuses it at once.
+/// Admits a request (returning the future that handles it, which ends with the place of its
+/// deadline) or refuses it at once.
 async fn accept<'a>(
     ep: &'a EndpointRuntime,
     nats: &'a async_nats::Client,
     metrics: &Metrics,
     msg: Message,
-) -> Option<Pin<Box<impl Future<Output = ()> + 'a>>> {
+    deadlines: &mut Deadlines,
+) -> Option<Pin<Box<impl Future<Output = Option<Place>> + 'a>>> {
     let Some(reply) = msg.reply.clone() else {
         metrics.no_reply.inc();
         tracing::warn!(subject = %msg.subject, "Request has no reply subject.");
@@ -123,10 +130,34 @@ async fn accept<'a>(
     };
     ep.stats.received();
     match ep.stats.in_flight.try_enter() {
-        // Boxed here: the future is about 2 KB, and moving it by value through the select
-        // and into the set of running requests copied it several times per request (a tenth
-        // of the users service's CPU was memmove).
-        Some(slot) => Some(Box::pin(handle(ep, nats, msg, reply, slot))),
+        Some(slot) => {
+            let started = Instant::now();
+            let meta = Meta::from_headers(msg.headers.as_ref());
+            let limit = meta
+                .as_ref()
+                .map_or(Limit::None, |meta| Limit::of(ep, meta, started));
+            let place = match (&limit, &meta) {
+                (Limit::Until(until, _), Ok(meta)) => {
+                    Some(deadlines.hold(*until, meta.cancellation()))
+                }
+                _ => None,
+            };
+            // Boxed here: the future is about 2 KB, and moving it by value through the select
+            // and into the set of running requests copied it several times per request (a
+            // tenth of the users service's CPU was memmove).
+            let request = Admitted {
+                msg,
+                reply,
+                slot,
+                started,
+                meta,
+                limit,
+            };
+            Some(Box::pin(async move {
+                handle(ep, nats, request).await;
+                place
+            }))
+        }
         None => {
             ep.stats.rejected();
             let error = ServiceError::unavailable(format!(
@@ -150,22 +181,75 @@ async fn accept<'a>(
     }
 }
 
-/// Handles one admitted request. The caller is answered as soon as there is an answer (a 504
-/// the moment time runs out); `_slot` keeps the in-flight place taken until the work behind
-/// the answer has ended too, so the limit bounds work, not waiting callers. If this future is
-/// dropped (a drain past its grace), the request is cancelled.
-async fn handle(
-    ep: &EndpointRuntime,
-    nats: &async_nats::Client,
+/// How long a request may run.
+enum Limit {
+    /// Its deadline had passed when it was taken in.
+    Passed,
+    /// Until then, set by the caller's deadline or by the endpoint's limit.
+    Until(Instant, Expiry),
+    /// No limit (a malformed request, or an endpoint limit too far to count to).
+    None,
+}
+
+/// Whose limit a request ran out of.
+#[derive(Clone, Copy)]
+enum Expiry {
+    Deadline,
+    Endpoint,
+}
+
+impl Limit {
+    /// The sooner of the caller's deadline and the endpoint's limit, counted from when the
+    /// request was taken in (`started`).
+    fn of(ep: &EndpointRuntime, meta: &Meta, started: Instant) -> Self {
+        let (limit, expiry) = match meta.remaining() {
+            Some(left) if left.is_zero() => return Self::Passed,
+            Some(left) if left < ep.timeout => (left, Expiry::Deadline),
+            _ => (ep.timeout, Expiry::Endpoint),
+        };
+        started
+            .checked_add(limit)
+            .map_or(Self::None, |until| Self::Until(until, expiry))
+    }
+}
+
+impl Expiry {
+    fn error(self, ep: &EndpointRuntime) -> ServiceError {
+        ServiceError::timeout(match self {
+            Self::Deadline => "the request's deadline passed while it was handled".to_owned(),
+            Self::Endpoint => format!("{} took longer than its limit of {:?}", ep.name, ep.timeout),
+        })
+    }
+}
+
+/// A request taken in, with what was read of it then.
+struct Admitted {
     msg: Message,
     reply: Subject,
-    _slot: Slot,
-) {
-    let started = Instant::now();
+    /// Its place under the in-flight limit.
+    slot: Slot,
+    /// When it was taken in: its time limit counts from then.
+    started: Instant,
+    meta: Result<Meta, HeaderError>,
+    limit: Limit,
+}
+
+/// Handles one admitted request. The caller is answered as soon as there is an answer (a 504
+/// the moment time runs out); the in-flight slot stays taken until the work behind the answer
+/// has ended too, so the limit bounds work, not waiting callers. If this future is dropped (a
+/// drain past its grace), the request is cancelled.
+async fn handle(ep: &EndpointRuntime, nats: &async_nats::Client, request: Admitted) {
+    let Admitted {
+        msg,
+        reply,
+        slot: _slot,
+        started,
+        meta,
+        limit,
+    } = request;
     // Parsed once: the handler needs it or a 400, the reply falls back to JSON.
     let requested = Codec::from_content_type(content_type(&msg));
     let codec = requested.clone().unwrap_or_default();
-    let meta = Meta::from_headers(msg.headers.as_ref());
     // The id the handler sees is the id the reply echoes, even when it was made up here.
     let request_id = match &meta {
         Ok(meta) => meta.request_id.clone(),
@@ -178,7 +262,7 @@ async fn handle(
                 .with("courier.endpoint", ep.name.clone())
         })
     });
-    let (result, unfinished) = run(ep, &msg, requested, meta, started).await;
+    let (result, unfinished) = run(ep, &msg, requested, meta, limit).await;
     ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
         // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
@@ -238,13 +322,13 @@ fn log_failure(ep: &EndpointRuntime, request_id: &str, error: &ServiceError) {
 type Unfinished = CatchUnwind<AssertUnwindSafe<BoxFuture<'static, Result<Bytes, ServiceError>>>>;
 
 /// Codec, headers, time limit, handler: the reply payload or the error to send, and the work
-/// that is still running when time ran out.
+/// that is still running when time ran out (the loop's [`Deadlines`] cancel the request then).
 async fn run(
     ep: &EndpointRuntime,
     msg: &Message,
     codec: Result<Codec, String>,
     meta: Result<Meta, HeaderError>,
-    started: Instant,
+    limit: Limit,
 ) -> (Result<Bytes, ServiceError>, Option<Unfinished>) {
     let codec = match codec {
         Ok(codec) => codec,
@@ -254,35 +338,22 @@ async fn run(
         Ok(meta) => meta,
         Err(e) => return (Err(ServiceError::bad_request(e.to_string())), None),
     };
-    let (limit, expired) = match meta.remaining() {
-        Some(left) if left.is_zero() => {
+    let expiry = match limit {
+        Limit::Passed => {
             let error = "the request's deadline passed before it was handled";
             return (Err(ServiceError::timeout(error)), None);
         }
-        Some(left) if left < ep.timeout => (
-            left,
-            "the request's deadline passed while it was handled".to_owned(),
-        ),
-        _ => (
-            ep.timeout,
-            format!("{} took longer than its limit of {:?}", ep.name, ep.timeout),
-        ),
+        Limit::Until(_, expiry) => expiry,
+        // Cancelled only if this future is dropped, when nothing is answered.
+        Limit::None => Expiry::Endpoint,
     };
     let cancel = meta.cancellation();
     let mut work =
         AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
-    // From when the request was taken in (the clock was read then already); a limit too far
-    // to add (an endpoint's `Duration::MAX`) is as good as none.
-    let until = started
-        .checked_add(limit)
-        .unwrap_or_else(|| started + NO_LIMIT);
-    let until = tokio::time::Instant::from_std(until);
-    match tokio::time::timeout_at(until, &mut work).await {
-        Ok(done) => (done.unwrap_or_else(|_| Err(crashed())), None),
-        Err(_) => {
-            cancel.cancel();
-            (Err(ServiceError::timeout(expired)), Some(work))
-        }
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => (Err(expiry.error(ep)), Some(work)),
+        done = &mut work => (done.unwrap_or_else(|_| Err(crashed())), None),
     }
 }
 

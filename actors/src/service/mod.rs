@@ -2,6 +2,7 @@
 //! serves it over NATS until it is drained.
 
 mod bridge;
+mod deadlines;
 mod endpoint;
 mod events;
 mod running;
