@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, TryFutureExt};
 
 use crate::durable::{Delivery, DurableSubscription, EventError};
 use crate::{Call, Cancelled, Dispatch, Endpoint, Meta, Request, Subject, Supervised};
@@ -56,10 +56,8 @@ impl<S: Clone + Send + Sync + 'static> Methods<S> {
         Fut: Future<Output = Result<M::Reply, E>> + 'static,
         E: Into<M::Error> + 'static,
     {
-        let method = move |state, body, meta| {
-            let work = method(state, body, meta);
-            async move { work.await.map_err(Into::into) }
-        };
+        // A combinator, not an `async` block: the work is not moved again when first polled.
+        let method = move |state, body, meta| method(state, body, meta).map_err(Into::into);
         let target = Bound {
             actors: self.actors.clone(),
             method: std::sync::Arc::new(method),

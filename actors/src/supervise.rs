@@ -136,7 +136,7 @@ where
         let arbiter = Arbiter::current();
         let start = move || {
             let factory = factory.clone();
-            A::start_in_arbiter(&arbiter, move |_| factory())
+            A::start_in_arbiter(&arbiter, move |ctx| unbounded(ctx, factory()))
         };
         Self::from_members(vec![Member::new(Box::new(start), false)])
     }
@@ -151,7 +151,7 @@ where
         let factory = Arc::new(factory);
         let start = move || {
             let factory = factory.clone();
-            A::start_in_arbiter(&Arbiter::current(), move |_| factory())
+            A::start_in_arbiter(&Arbiter::current(), move |ctx| unbounded(ctx, factory()))
         };
         Self {
             members: Members::PerThread {
@@ -171,13 +171,21 @@ where
                 let factory = factory.clone();
                 let start = move || {
                     let factory = factory.clone();
-                    A::start_in_arbiter(&arbiter, move |_| factory())
+                    A::start_in_arbiter(&arbiter, move |ctx| unbounded(ctx, factory()))
                 };
                 Member::new(Box::new(start), false)
             })
             .collect();
         Self::from_members(members)
     }
+}
+
+/// Lifts the mailbox's bound (16 messages by default): past it actix parks each further send
+/// (a lock and a wake-up more per message), and the bridge's in-flight limit already bounds
+/// what is sent. An actor's own `started` may still set one.
+fn unbounded<A: Actor<Context = Context<A>>>(ctx: &mut Context<A>, actor: A) -> A {
+    ctx.set_mailbox_capacity(0);
+    actor
 }
 
 impl<A> Supervised<A>
