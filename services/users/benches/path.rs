@@ -2,6 +2,8 @@
 //! nats-server, measured from one load generator in one run:
 //!
 //! - `bare`: an async-nats responder with a fixed reply (the floor);
+//! - `bare, users.get's reply`: the same responder answering with a user as users.get does, to
+//!   show how much of users.get's distance to `bare` is its larger reply alone;
 //! - `trivial`: a Courier endpoint whose actor adds two numbers;
 //! - `users.get`, `users.list`: the users service binary on its real database (SQLite, and
 //!   PostgreSQL when one answers at `$COURIER_TEST_POSTGRES_URL`);
@@ -51,8 +53,14 @@ mod gateway;
 mod http;
 use gateway::GATEWAY_SECRET;
 
+/// The subject of the bare responder that answers what users.get answers.
+const BARE_USER: &str = "bench.bare.user";
+
 /// Which responder this process is, when the bench runs itself as a child.
 const ROLE: &str = "COURIER_BENCH_ROLE";
+/// The subject a `bare` responder answers on, and its reply, when not the default ones.
+const BARE_SUBJECT: &str = "COURIER_BENCH_BARE_SUBJECT";
+const BARE_REPLY: &str = "COURIER_BENCH_BARE_REPLY";
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
@@ -68,15 +76,19 @@ fn main() {
 /// The responders that are not the users binary, run as children of the bench.
 mod responders {
     use actix::prelude::*;
+    use bytes::Bytes;
     use courier_actors::{Call, Endpoint, Request, Service, ServiceError, Supervised};
     use futures::StreamExt;
     use serde::{Deserialize, Serialize};
+
+    use super::{BARE_REPLY, BARE_SUBJECT};
 
     fn url() -> String {
         std::env::var("NATS_URL").expect("NATS_URL")
     }
 
-    /// Decode nothing, reply `{"sum":42}`: what NATS itself costs.
+    /// Decode nothing, reply `{"sum":42}` (or `$COURIER_BENCH_BARE_REPLY`): what NATS itself
+    /// costs.
     pub fn bare() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -84,15 +96,19 @@ mod responders {
             .expect("runtime");
         rt.block_on(async {
             let client = async_nats::connect(url()).await.expect("connect");
+            // A second bare responder answers on its own subject with a reply of its own.
+            let subject = std::env::var(BARE_SUBJECT).unwrap_or_else(|_| "bench.bare".into());
+            let answer =
+                Bytes::from(std::env::var(BARE_REPLY).unwrap_or_else(|_| r#"{"sum":42}"#.into()));
             let mut sub = client
-                .queue_subscribe("bench.bare", "q".into())
+                .queue_subscribe(subject, "q".into())
                 .await
                 .expect("subscribe");
             client.flush().await.expect("flush");
             println!("ready");
             while let Some(msg) = sub.next().await {
                 if let Some(reply) = msg.reply {
-                    let _ = client.publish(reply, r#"{"sum":42}"#.into()).await;
+                    let _ = client.publish(reply, answer.clone()).await;
                 }
             }
         });
@@ -183,6 +199,17 @@ impl Responder {
         cmd.env(ROLE, role)
             .env("NATS_URL", nats)
             .env("COURIER_SERVICE__WORKERS", workers.to_string());
+        Self::spawn_and_wait(cmd, |line| line == "ready")
+    }
+
+    /// A `bare` responder on `subject` that answers `reply`.
+    fn bare_replying(nats: &str, subject: &str, reply: &[u8]) -> Self {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        let mut cmd = Command::new(exe);
+        cmd.env(ROLE, "bare")
+            .env("NATS_URL", nats)
+            .env(BARE_SUBJECT, subject)
+            .env(BARE_REPLY, String::from_utf8_lossy(reply).as_ref());
         Self::spawn_and_wait(cmd, |line| line == "ready")
     }
 
@@ -645,9 +672,14 @@ fn run() {
         let get = seed(&client, seeded, "get").await;
         let list = fixed(r#"{"limit":10}"#);
         let add = fixed(r#"{"a":20,"b":22}"#);
+        // Bare again, answering what users.get answers: how much of users.get's distance to
+        // bare is the size of its reply alone (nats-server and the caller move it too).
+        let user = client.request("users.get", get(0)).await.expect("a user");
+        let bare_user = Responder::bare_replying(&nats.url(), BARE_USER, &user.payload);
         // Warm every path once.
         for (responder, subject, payload) in [
             (&bare, "bench.bare", add.clone()),
+            (&bare_user, BARE_USER, get.clone()),
             (&trivial_1, "bench.trivial.1", add.clone()),
             (&trivial_2, "bench.trivial.2", add.clone()),
             (&users, "users.get", get.clone()),
@@ -667,6 +699,12 @@ fn run() {
                     &trivial_2,
                     "bench.trivial.2",
                     add.clone(),
+                ),
+                (
+                    "bare, users.get's reply",
+                    &bare_user,
+                    BARE_USER,
+                    get.clone(),
                 ),
                 ("users.get sqlite 1w", &users, "users.get", get.clone()),
                 ("users.list sqlite 1w", &users, "users.list", list.clone()),
