@@ -9,11 +9,14 @@
 //! people reading headers, and read only from callers that send no budget.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::error::quote;
@@ -157,6 +160,9 @@ pub(crate) struct Cancellation(Arc<CancelState>);
 #[derive(Debug, Default)]
 struct CancelState {
     cancelled: AtomicBool,
+    /// The task that answers the request (the bridge): one per request, so it waits in a slot
+    /// of its own, without the lock of the list below.
+    answerer: AtomicWaker,
     waiters: Notify,
 }
 
@@ -164,6 +170,7 @@ impl Cancellation {
     /// Cancels: [`Cancellation::cancelled`] resolves for every clone, now and later.
     pub(crate) fn cancel(&self) {
         if !self.0.cancelled.swap(true, Ordering::AcqRel) {
+            self.0.answerer.wake();
             self.0.waiters.notify_waiters();
         }
     }
@@ -182,6 +189,23 @@ impl Cancellation {
             }
             notified.await;
         }
+    }
+
+    /// [`Cancellation::cancelled`] for the one task that answers the request. A second task
+    /// waiting this way would take the first one's place, and the first would not be woken.
+    pub(crate) fn answerer_cancelled(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.is_cancelled() {
+                return Poll::Ready(());
+            }
+            self.0.answerer.register(cx.waker());
+            // Read again: a cancel between the first read and the register found no waker.
+            if self.is_cancelled() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -648,6 +672,25 @@ mod tests {
                 .unwrap();
         }
         tokio::time::timeout(Duration::from_secs(5), meta.clone().cancelled())
+            .await
+            .expect("a wait begun after the cancel ends at once");
+    }
+
+    #[tokio::test]
+    async fn the_answerer_is_woken_by_a_cancel_and_a_later_wait_ends_at_once() {
+        let cancellation = Cancellation::default();
+        let answerer = {
+            let cancellation = cancellation.clone();
+            tokio::spawn(async move { cancellation.answerer_cancelled().await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!answerer.is_finished(), "not cancelled yet");
+        cancellation.cancel();
+        tokio::time::timeout(Duration::from_secs(5), answerer)
+            .await
+            .expect("woken by the cancel")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), cancellation.answerer_cancelled())
             .await
             .expect("a wait begun after the cancel ends at once");
     }

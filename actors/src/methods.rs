@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryFutureExt};
+use futures::TryFutureExt;
 
 use crate::durable::{Delivery, DurableSubscription, EventError};
 use crate::{Call, Cancelled, Dispatch, Endpoint, Meta, Request, Subject, Supervised};
@@ -144,7 +144,7 @@ where
         let run = Run(Box::new(move |state: S| {
             req.serve(move |body, meta| method(state, body, meta))
         }));
-        self.actors.dispatch(run).boxed()
+        self.actors.dispatch(run)
     }
 }
 
@@ -167,6 +167,6 @@ where
     ) -> BoxFuture<'static, Result<Result<(), EventError>, MailboxError>> {
         let method = self.method.clone();
         let run = Run(Box::new(move |state: S| method(state, delivery)));
-        self.actors.dispatch(run).boxed()
+        self.actors.dispatch(run)
     }
 }

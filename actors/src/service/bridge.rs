@@ -352,7 +352,7 @@ async fn run(
         AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
     tokio::select! {
         biased;
-        () = cancel.cancelled() => (Err(expiry.error(ep)), Some(work)),
+        () = cancel.answerer_cancelled() => (Err(expiry.error(ep)), Some(work)),
         done = &mut work => (done.unwrap_or_else(|_| Err(crashed())), None),
     }
 }
