@@ -22,6 +22,7 @@
 //! batch if it has not started.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::Row as _;
@@ -64,6 +65,19 @@ struct Inner<T: Send> {
     /// key of the JSON array `$1` that has a row.
     many: String,
     queues: ThreadLocal<Arc<Mutex<Queue<T>>>>,
+    /// Reads taken into batches, and the batches.
+    reads: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// How many reads a [`ByKey`] has sent to the database, in how many batches: `reads /
+/// batches` is how many reads shared a batch, on average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Batching {
+    /// Reads that went to the database (a read given up before its batch is not counted).
+    pub reads: u64,
+    /// Batches those reads went in.
+    pub batches: u64,
 }
 
 /// One thread's reads waiting for a batch.
@@ -106,7 +120,17 @@ impl<T: FromRow + Clone + Send + 'static> ByKey<T> {
                 one,
                 many,
                 queues: ThreadLocal::new(),
+                reads: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// How the reads so far were batched.
+    pub fn batching(&self) -> Batching {
+        Batching {
+            reads: self.inner.reads.load(Ordering::Relaxed),
+            batches: self.inner.batches.load(Ordering::Relaxed),
         }
     }
 
@@ -156,6 +180,8 @@ async fn flush<T: FromRow + Clone + Send + 'static>(inner: Arc<Inner<T>>, mut gu
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect()
         };
+        inner.reads.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        inner.batches.fetch_add(1, Ordering::Relaxed);
         let keys: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
         match inner.read(&keys).await {
             Ok(rows) => {

@@ -37,7 +37,7 @@ pub mod testing;
 mod write;
 mod writer;
 
-pub use by_key::ByKey;
+pub use by_key::{Batching, ByKey};
 pub use fingerprint::Fingerprint;
 pub use idempotency::{Claim, WriteKey, KEEP_REPLIES};
 pub use migrate::Migration;

@@ -80,8 +80,17 @@ async fn reads_waiting_together_each_get_their_own_row() {
         for (key, row) in keys.iter().zip(rows) {
             assert_eq!(row.unwrap(), expected(key, 50), "{key}");
         }
-        // A lone read, after the batches have ended.
+        // Asked at once on one thread, they went in full batches (128 keys at most each).
+        assert_eq!(
+            things.batching(),
+            courier_store::Batching {
+                reads: 300,
+                batches: 3
+            }
+        );
+        // A lone read, after the batches have ended: a batch of its own.
         assert_eq!(things.get("t3").await.unwrap(), expected("t3", 50));
+        assert_eq!(things.batching().batches, 4);
     })
     .await;
 }
