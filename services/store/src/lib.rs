@@ -10,7 +10,8 @@
 //!   (`local.rs`), and writes take turns on one writing connection and commit in groups
 //!   (`writer.rs`), all on the calling thread, with no thread hand-off. [`ByKey`] batches the
 //!   reads by key waiting at one moment on a thread into one trip (a task it spawns on that
-//!   thread's runtime does it): the hot reads of a service under load.
+//!   thread's runtime does it): the hot reads of a service under load ([`ByKey::batching`]
+//!   tells how many reads shared a batch).
 //! - Writes run in a [`Write`]: one transaction, which may also hold the write's reply under
 //!   the caller's request id ([`Database::claim`], [`WriteKey`], [`Fingerprint`]) and the
 //!   events it announces ([`Write::event`]). Committing makes all of it durable at once.
