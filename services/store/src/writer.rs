@@ -26,7 +26,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use courier_config::SqliteSynchronous;
 use rusqlite::{Connection, OpenFlags, Statement};
@@ -39,6 +39,13 @@ use crate::StoreError;
 /// How long a write waits for its turn (behind the writes before it in this process, or for
 /// SQLite's lock when another process writes the same file) before failing.
 const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest pause between tries for SQLite's write lock while another process holds it.
+const MAX_BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+/// How long a statement of a write that holds the write lock waits on a lock SQLite needs
+/// for itself (recovering the WAL index) before failing; as for reads.
+const STATEMENT_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The most writes one commit holds.
 const GROUP: usize = 64;
@@ -78,9 +85,9 @@ impl Writer {
     /// Opens `file` for writing with `synchronous` as its durability.
     pub(crate) fn open(file: &Path, synchronous: SqliteSynchronous) -> rusqlite::Result<Self> {
         let connection = local::open(file, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        // Another process writing the same file (a second instance on one host) waits this
-        // long for SQLite's lock; within the process, writes queue on the lock below.
-        connection.busy_timeout(WRITE_BUSY_TIMEOUT)?;
+        // The rare locks SQLite needs for itself once a write holds the write lock (WAL
+        // recovery). The write lock itself is waited for by `begin_immediate`, off the thread.
+        connection.busy_timeout(STATEMENT_BUSY_TIMEOUT)?;
         let synchronous = match synchronous {
             SqliteSynchronous::Normal => "NORMAL",
             SqliteSynchronous::Full => "FULL",
@@ -101,14 +108,15 @@ impl Writer {
     /// savepoint in the group's transaction, which is begun (holding SQLite's write lock from
     /// its first statement) if none is open.
     pub(crate) async fn begin(&self) -> Result<WriteTx, StoreError> {
+        let deadline = Instant::now() + WRITE_BUSY_TIMEOUT;
         let mut session = {
             let _waiting = Waiting::count(&self.waiting);
-            tokio::time::timeout(WRITE_BUSY_TIMEOUT, self.session.clone().lock_owned())
+            tokio::time::timeout_at(deadline.into(), self.session.clone().lock_owned())
                 .await
                 .map_err(|_| StoreError::Busy)?
         };
         if session.group.is_none() {
-            control(&session.connection, "BEGIN IMMEDIATE")?;
+            begin_immediate(&mut session, deadline).await?;
             let id = session.next_group;
             session.next_group += 1;
             session.group = Some(Group {
@@ -311,6 +319,36 @@ fn end_turn(mut session: OwnedMutexGuard<Session>, waiting: &AtomicUsize, may_le
 /// per connection: `execute_batch` parses it again on every call, and every write runs two.
 fn control(connection: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Begins the group's transaction, taking SQLite's write lock. While another process holds
+/// it (a second instance writing the same file), the task sleeps between tries until
+/// `deadline`, rather than the thread in SQLite's busy handler: that would stop every other
+/// request on the thread, `$SRV` and the signal handler with them.
+/// (`&mut Session`, not `&Connection`: a connection may move between threads but not be
+/// shared, and this future waits.)
+async fn begin_immediate(session: &mut Session, deadline: Instant) -> Result<(), StoreError> {
+    let connection = &mut session.connection;
+    let mut pause = Duration::from_millis(1);
+    connection.busy_timeout(Duration::ZERO)?;
+    let begun = loop {
+        match control(connection, "BEGIN IMMEDIATE") {
+            Err(error) if is_busy(&error) => {
+                if Instant::now() + pause >= deadline {
+                    break Err(StoreError::Busy);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BUSY_PAUSE);
+            }
+            begun => break begun.map_err(StoreError::from),
+        }
+    };
+    connection.busy_timeout(STATEMENT_BUSY_TIMEOUT)?;
+    begun
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// Commits the open transaction and tells each member how it went.

@@ -13,6 +13,12 @@ const MIGRATIONS: &[Migration] = &[Migration {
     sql: "CREATE TABLE things (id TEXT PRIMARY KEY, n BIGINT NOT NULL)",
 }];
 
+/// The file behind a SQLite test database's `sqlite://` URL.
+fn file_of(file: &TestDatabase) -> String {
+    let url = file.settings.url.expose();
+    url.strip_prefix("sqlite://").unwrap_or(url).to_owned()
+}
+
 async fn sqlite(name: &str) -> (TestDatabase, Database) {
     let file = TestDatabase::sqlite(name);
     let db = Database::connect(&file.settings, MIGRATIONS).await.unwrap();
@@ -206,4 +212,41 @@ async fn a_write_that_met_a_grouped_duplicate_reads_it_back_after_rolling_back()
     committed.unwrap();
     third.unwrap();
     assert_eq!(stored.unwrap(), Some(1));
+}
+
+/// Another process holding SQLite's write lock (a second instance on one host) makes a write
+/// wait for it without holding its thread: everything else on the thread (other requests,
+/// `$SRV`, the signal handler) runs meanwhile, and the write goes ahead once the lock is free.
+#[tokio::test]
+async fn a_write_waiting_for_another_process_leaves_its_thread_free() {
+    let (file, db) = sqlite("busy-elsewhere").await;
+    let other = rusqlite::Connection::open(file_of(&file)).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut write = db.begin().await?;
+            write
+                .execute("INSERT INTO things (id, n) VALUES ('w', 1)", &[])
+                .await?;
+            write.commit().await
+        }
+    });
+    // This test and the write share one thread: the timer fires on time only if the write
+    // waits without holding the thread.
+    let asked = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "the thread was held for {:?}",
+        asked.elapsed()
+    );
+    assert!(!write.is_finished(), "the write waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), write)
+        .await
+        .expect("the write goes ahead once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&db).await, ["w"]);
 }
