@@ -2,7 +2,8 @@
 //!
 //! A SQLite file has one writing connection per process ([`Writer`]), taken in turns on an
 //! async lock: a write waiting for its turn parks its task instead of spinning in SQLite's
-//! busy handler, and a write's statements run on the calling thread, each a few microseconds,
+//! busy handler (as does one waiting for another process's write lock: `begin_immediate`),
+//! and a write's statements run on the calling thread, each a few microseconds,
 //! with no hand-off to a connection thread (sqlx's SQLite driver sends every statement to
 //! one and wakes the caller with the result).
 //!
