@@ -93,7 +93,8 @@ pub enum StoreError {
     /// writer) failed.
     #[error("SQLite failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A write waited too long for its turn: the writes before it held the database.
+    /// A write waited too long for its turn: the writes before it held the database, or
+    /// another process held SQLite's write lock.
     #[error("the database stayed busy with other writes")]
     Busy,
     /// The commit of a SQLite write (with the writes grouped with it) failed: none of them

@@ -329,23 +329,43 @@ fn control(connection: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()>
 /// (`&mut Session`, not `&Connection`: a connection may move between threads but not be
 /// shared, and this future waits.)
 async fn begin_immediate(session: &mut Session, deadline: Instant) -> Result<(), StoreError> {
-    let connection = &mut session.connection;
+    let tries = NoBusyWait::on(&mut session.connection)?;
     let mut pause = Duration::from_millis(1);
-    connection.busy_timeout(Duration::ZERO)?;
-    let begun = loop {
-        match control(connection, "BEGIN IMMEDIATE") {
+    loop {
+        match control(tries.0, "BEGIN IMMEDIATE") {
             Err(error) if is_busy(&error) => {
-                if Instant::now() + pause >= deadline {
-                    break Err(StoreError::Busy);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(StoreError::Busy);
                 }
-                tokio::time::sleep(pause).await;
+                // The last pause ends at the deadline, for one last try there.
+                tokio::time::sleep(pause.min(left)).await;
                 pause = (pause * 2).min(MAX_BUSY_PAUSE);
             }
-            begun => break begun.map_err(StoreError::from),
+            begun => return begun.map_err(StoreError::from),
         }
-    };
-    connection.busy_timeout(STATEMENT_BUSY_TIMEOUT)?;
-    begun
+    }
+}
+
+/// The writer's connection with SQLite's busy wait off, until dropped: the statements of a
+/// write get [`STATEMENT_BUSY_TIMEOUT`] back however `begin_immediate` ends (its future
+/// dropped in a pause included).
+struct NoBusyWait<'a>(&'a mut Connection);
+
+impl<'a> NoBusyWait<'a> {
+    fn on(connection: &'a mut Connection) -> rusqlite::Result<Self> {
+        connection.busy_timeout(Duration::ZERO)?;
+        Ok(Self(connection))
+    }
+}
+
+impl Drop for NoBusyWait<'_> {
+    fn drop(&mut self) {
+        // Setting a busy timeout fails only on a closed handle, which this one is not.
+        if let Err(error) = self.0.busy_timeout(STATEMENT_BUSY_TIMEOUT) {
+            tracing::error!(%error, "Could not restore the SQLite writer's busy timeout.");
+        }
+    }
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
