@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -159,24 +159,45 @@ pub(crate) struct Cancellation(Arc<CancelState>);
 
 #[derive(Debug, Default)]
 struct CancelState {
-    cancelled: AtomicBool,
+    /// [`RUNNING`], then [`CANCELLED`] or [`SETTLED`], never again changed.
+    state: AtomicU8,
     /// The task that answers the request (the bridge): one per request, so it waits in a slot
     /// of its own, without the lock of the list below.
     answerer: AtomicWaker,
     waiters: Notify,
 }
 
+/// The states of a [`Cancellation`].
+const RUNNING: u8 = 0;
+const CANCELLED: u8 = 1;
+/// Answered with its work done: too late to cancel.
+const SETTLED: u8 = 2;
+
 impl Cancellation {
-    /// Cancels: [`Cancellation::cancelled`] resolves for every clone, now and later.
+    /// Cancels, unless settled: [`Cancellation::cancelled`] resolves for every clone, now and
+    /// later.
     pub(crate) fn cancel(&self) {
-        if !self.0.cancelled.swap(true, Ordering::AcqRel) {
+        let cancelled =
+            self.0
+                .state
+                .compare_exchange(RUNNING, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+        if cancelled.is_ok() {
             self.0.answerer.wake();
             self.0.waiters.notify_waiters();
         }
     }
 
+    /// Marks the request answered with its work done: a later [`Cancellation::cancel`] (its
+    /// deadline passing while the reply is sent) does nothing.
+    pub(crate) fn settle(&self) {
+        let _ =
+            self.0
+                .state
+                .compare_exchange(RUNNING, SETTLED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(Ordering::Acquire)
+        self.0.state.load(Ordering::Acquire) == CANCELLED
     }
 
     pub(crate) async fn cancelled(&self) {
@@ -693,6 +714,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), cancellation.answerer_cancelled())
             .await
             .expect("a wait begun after the cancel ends at once");
+    }
+
+    #[test]
+    fn a_settled_request_is_not_cancelled_later() {
+        let meta = Meta::root();
+        meta.cancel.settle();
+        meta.cancel();
+        assert!(!meta.is_cancelled());
+        let cancelled = Meta::root();
+        cancelled.cancel();
+        cancelled.cancel.settle();
+        assert!(
+            cancelled.is_cancelled(),
+            "settling comes too late once cancelled"
+        );
     }
 
     #[test]

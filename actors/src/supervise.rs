@@ -181,8 +181,9 @@ where
 }
 
 /// Lifts the mailbox's bound (16 messages by default): past it actix parks each further send
-/// (a lock and a wake-up more per message), and the bridge's in-flight limit already bounds
-/// what is sent. An actor's own `started` may still set one.
+/// (a lock and a wake-up more per message). What the bridge sends is bounded by the
+/// endpoint's in-flight limit; an actor that other actors send to without such a bound can
+/// set its own in `started`.
 fn unbounded<A: Actor<Context = Context<A>>>(ctx: &mut Context<A>, actor: A) -> A {
     ctx.set_mailbox_capacity(0);
     actor

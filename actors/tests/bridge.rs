@@ -394,6 +394,36 @@ async fn a_deadline_that_passes_during_the_work_answers_504_then() {
 }
 
 #[actix_rt::test]
+async fn a_sooner_deadline_behind_a_later_one_answers_504_on_time() {
+    let t = start().await;
+    // The endpoint's one timer is set for the first request's deadline, 5 s away; the second
+    // request's, 200 ms away, must set it sooner.
+    let mut later = HeaderMap::new();
+    later.insert(header::TIMEOUT_MS, "5000");
+    let first = tokio::spawn({
+        let client = t.client.clone();
+        async move { raw(&client, "calc.slow", later, br#"{"ms": 1000}"#).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut sooner = HeaderMap::new();
+    sooner.insert(header::TIMEOUT_MS, "200");
+    let started = Instant::now();
+    let reply = raw(&t.client, "calc.slow", sooner, br#"{"ms": 3000}"#).await;
+    assert_eq!(header_of(&reply, header::SERVICE_ERROR_CODE), Some("504"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    let first = first.await.unwrap();
+    assert_eq!(
+        header_of(&first, header::SERVICE_ERROR_CODE),
+        None,
+        "the first request, within its deadline, is answered"
+    );
+}
+
+#[actix_rt::test]
 async fn the_client_maps_no_responders_to_503_and_silence_to_504() {
     let t = start().await;
     let client = Client::new(t.client.clone(), Duration::from_millis(300));

@@ -138,7 +138,7 @@ async fn accept<'a>(
                 .map_or(Limit::None, |meta| Limit::of(ep, meta, started));
             let place = match (&limit, &meta) {
                 (Limit::Until(until, _), Ok(meta)) => {
-                    Some(deadlines.hold(*until, meta.cancellation()))
+                    Some(deadlines.hold((*until).into(), meta.cancellation()))
                 }
                 _ => None,
             };
@@ -263,6 +263,13 @@ async fn handle(ep: &EndpointRuntime, nats: &async_nats::Client, request: Admitt
         })
     });
     let (result, unfinished) = run(ep, &msg, requested, meta, limit).await;
+    if unfinished.is_none() {
+        // Answered with the work done: a deadline passing while the reply is sent no longer
+        // cancels it.
+        if let Some(guard) = &cancel_on_drop {
+            guard.settle();
+        }
+    }
     ep.stats.handled(started.elapsed());
     let (headers, payload) = match result {
         // A request without headers (`nats req`, a bare client) gets a bare JSON reply, as
@@ -350,10 +357,11 @@ async fn run(
     let cancel = meta.cancellation();
     let mut work =
         AssertUnwindSafe(ep.handler.handle(codec, msg.payload.clone(), meta)).catch_unwind();
+    // The work first: an answer ready as time runs out is still sent.
     tokio::select! {
         biased;
-        () = cancel.answerer_cancelled() => (Err(expiry.error(ep)), Some(work)),
         done = &mut work => (done.unwrap_or_else(|_| Err(crashed())), None),
+        () = cancel.answerer_cancelled() => (Err(expiry.error(ep)), Some(work)),
     }
 }
 
@@ -372,6 +380,13 @@ impl CancelOnDrop {
 
     pub(crate) fn disarm(mut self) {
         self.0 = None;
+    }
+
+    /// The request was answered with its work done: nothing cancels it any more.
+    fn settle(&self) {
+        if let Some(cancellation) = &self.0 {
+            cancellation.settle();
+        }
     }
 }
 

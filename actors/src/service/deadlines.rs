@@ -12,10 +12,10 @@
 //! than every one held; a request that ends just gives its place back.
 
 use std::pin::Pin;
-use std::time::Instant;
 
 use slab::Slab;
-use tokio::time::Sleep;
+// Tokio's clock, the timer's own: the two agree even when tokio's clock is paused in a test.
+use tokio::time::{Instant, Sleep};
 
 use crate::meta::Cancellation;
 
@@ -43,7 +43,7 @@ impl Deadlines {
     pub(super) fn new() -> Self {
         Self {
             held: Slab::new(),
-            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             armed: None,
         }
     }
@@ -99,7 +99,7 @@ impl Deadlines {
     }
 
     fn arm(&mut self, at: Instant) {
-        self.timer.as_mut().reset(at.into());
+        self.timer.as_mut().reset(at);
         self.armed = Some(at);
     }
 }
