@@ -675,6 +675,11 @@ fn run() {
         // Bare again, answering what users.get answers: how much of users.get's distance to
         // bare is the size of its reply alone (nats-server and the caller move it too).
         let user = client.request("users.get", get(0)).await.expect("a user");
+        assert!(
+            !is_error(&user),
+            "{:?}",
+            String::from_utf8_lossy(&user.payload)
+        );
         let bare_user = Responder::bare_replying(&nats.url(), BARE_USER, &user.payload);
         // Warm every path once.
         for (responder, subject, payload) in [
