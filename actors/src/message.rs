@@ -71,9 +71,8 @@ impl<M: Call> Request<M> {
         M::Error: From<Cancelled>,
     {
         let watch = Watch::of(&self.meta);
-        // Boxed where it is made: a service's work is often a future of a kilobyte or more,
-        // and each layer around it (the cancellation, the log ids, this reply) would otherwise
-        // move it once more when first polled (memmove was a tenth of the users service's CPU).
+        // Boxed where it is made: each layer around it (the cancellation, the log ids, this
+        // reply) would otherwise move the whole future once more when first polled.
         let work = Box::pin(work(self.body, self.meta));
         Box::pin(async move {
             until_cancelled(watch, work)

@@ -3,8 +3,8 @@
 //! A timer per request (`tokio::time::timeout`) took the runtime's timer-wheel lock as each
 //! request started and again as it ended; and whenever the wheel had gone empty (every request
 //! of a burst answered, which at c=64 is most wake-ups) the next request's timer also woke the
-//! runtime's I/O driver, a `write(2)` to its eventfd: one for about every sixth request on the
-//! bench's trivial endpoint (`perf record -e syscalls:sys_enter_write`).
+//! runtime's I/O driver, a `write(2)` to its eventfd: one for about every fifth request on the
+//! bench's trivial endpoint at c=64 (`perf stat -e syscalls:sys_enter_write`).
 //!
 //! Here the loop holds each request's deadline beside its cancellation, and one timer set for
 //! the soonest. Requests taken in later have later deadlines (the same limit from a later

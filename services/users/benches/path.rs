@@ -194,22 +194,30 @@ struct Responder {
 
 impl Responder {
     fn role(role: &str, nats: &str, workers: usize) -> Self {
-        let exe = std::env::current_exe().expect("the bench's own path");
-        let mut cmd = Command::new(exe);
-        cmd.env(ROLE, role)
-            .env("NATS_URL", nats)
-            .env("COURIER_SERVICE__WORKERS", workers.to_string());
-        Self::spawn_and_wait(cmd, |line| line == "ready")
+        Self::role_with(
+            role,
+            nats,
+            &[("COURIER_SERVICE__WORKERS", &workers.to_string())],
+        )
     }
 
     /// A `bare` responder on `subject` that answers `reply`.
     fn bare_replying(nats: &str, subject: &str, reply: &[u8]) -> Self {
+        let reply = String::from_utf8_lossy(reply);
+        Self::role_with(
+            "bare",
+            nats,
+            &[(BARE_SUBJECT, subject), (BARE_REPLY, &reply)],
+        )
+    }
+
+    /// A responder `role` on the server at `nats`, with `env` on top.
+    fn role_with(role: &str, nats: &str, env: &[(&str, &str)]) -> Self {
         let exe = std::env::current_exe().expect("the bench's own path");
         let mut cmd = Command::new(exe);
-        cmd.env(ROLE, "bare")
+        cmd.env(ROLE, role)
             .env("NATS_URL", nats)
-            .env(BARE_SUBJECT, subject)
-            .env(BARE_REPLY, String::from_utf8_lossy(reply).as_ref());
+            .envs(env.iter().copied());
         Self::spawn_and_wait(cmd, |line| line == "ready")
     }
 
