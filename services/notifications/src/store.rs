@@ -23,11 +23,13 @@ pub const MIGRATIONS: &[Migration] = &[
             delivered BIGINT NOT NULL DEFAULT 0,
             UNIQUE (kind, event_id)
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
         name: "index notifications by user",
         sql: "CREATE INDEX IF NOT EXISTS notifications_by_user ON notifications (user_id, id)",
+        sqlite_only: false,
     },
 ];
 

@@ -25,26 +25,31 @@ pub const MIGRATIONS: &[Migration] = &[
             next_attempt_at BIGINT NOT NULL,
             lease_until BIGINT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
         name: "index orders by user",
         sql: "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id)",
+        sqlite_only: false,
     },
     Migration {
         version: 3,
         name: "index unfinished sagas",
         sql: "CREATE INDEX IF NOT EXISTS orders_by_step ON orders (step, next_attempt_at)",
+        sqlite_only: false,
     },
     Migration {
         version: 4,
         name: "the trace of the request that took the order",
         sql: "ALTER TABLE orders ADD COLUMN traceparent TEXT",
+        sqlite_only: false,
     },
     Migration {
         version: 5,
         name: "index orders by state, for the census",
         sql: "CREATE INDEX IF NOT EXISTS orders_by_state ON orders (state, created_at)",
+        sqlite_only: false,
     },
 ];
 

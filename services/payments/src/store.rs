@@ -27,11 +27,13 @@ pub const MIGRATIONS: &[Migration] = &[
             created_at BIGINT NOT NULL,
             updated_at BIGINT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
         name: "index payments by user",
         sql: "CREATE INDEX IF NOT EXISTS payments_by_user ON payments (user_id)",
+        sqlite_only: false,
     },
     Migration {
         version: 3,
@@ -43,11 +45,13 @@ pub const MIGRATIONS: &[Migration] = &[
             amount BIGINT NOT NULL,
             at BIGINT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 4,
         name: "create payers",
         sql: "CREATE TABLE IF NOT EXISTS payers (user_id TEXT PRIMARY KEY)",
+        sqlite_only: false,
     },
 ];
 

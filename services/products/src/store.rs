@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[Migration] = &[
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
@@ -28,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
             state TEXT NOT NULL,
             created_at BIGINT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 3,
@@ -38,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
             quantity BIGINT NOT NULL,
             PRIMARY KEY (order_id, product_id)
         )",
+        sqlite_only: false,
     },
 ];
 

@@ -13,8 +13,12 @@ pub struct Migration {
     pub version: i64,
     /// What it does, for the log and the migrations table.
     pub name: &'static str,
-    /// The statement, valid on SQLite and PostgreSQL.
+    /// The statement, valid on SQLite and PostgreSQL (unless `sqlite_only`).
     pub sql: &'static str,
+    /// Run on SQLite only; on PostgreSQL it is recorded as applied and skipped. For how SQLite
+    /// stores a table, which PostgreSQL has no counterpart of: making it `WITHOUT ROWID` takes
+    /// a rebuild (create, copy, drop, rename), one migration per statement.
+    pub sqlite_only: bool,
 }
 
 /// The kit's tables, recorded apart from the service's own (`courier_kit_migrations`), so that
@@ -32,11 +36,13 @@ const KIT: &[Migration] = &[
             fingerprint TEXT,
             PRIMARY KEY (request_id, endpoint)
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
         name: "index idempotency keys by age",
         sql: "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)",
+        sqlite_only: false,
     },
     Migration {
         version: 3,
@@ -50,6 +56,7 @@ const KIT: &[Migration] = &[
             traceparent TEXT,
             created_at BIGINT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 4,
@@ -60,11 +67,13 @@ const KIT: &[Migration] = &[
             handled_at BIGINT NOT NULL,
             PRIMARY KEY (consumer, event_id)
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 5,
         name: "index handled events by age",
         sql: "CREATE INDEX IF NOT EXISTS handled_events_by_age ON handled_events (handled_at)",
+        sqlite_only: false,
     },
 ];
 
@@ -146,7 +155,14 @@ async fn apply(
     let claim = format!(
         "INSERT INTO {table} (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING"
     );
-    for &Migration { version, name, sql } in list {
+    let postgres = tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME;
+    for &Migration {
+        version,
+        name,
+        sql,
+        sqlite_only,
+    } in list
+    {
         let failed = |source| StoreError::Migrate {
             version,
             name,
@@ -158,7 +174,9 @@ async fn apply(
             .execute(&mut **tx)
             .await
             .map_err(failed)?;
-        if claimed.rows_affected() == 1 {
+        if claimed.rows_affected() == 1 && sqlite_only && postgres {
+            tracing::info!(table, version, name, "Migration for SQLite only: skipped.");
+        } else if claimed.rows_affected() == 1 {
             sqlx::query(sql).execute(&mut **tx).await.map_err(failed)?;
             tracing::info!(table, version, name, "Migration applied.");
         }

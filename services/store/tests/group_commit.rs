@@ -11,6 +11,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "create things",
     sql: "CREATE TABLE things (id TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+    sqlite_only: false,
 }];
 
 /// The file behind a SQLite test database's `sqlite://` URL.

@@ -16,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "create things",
     sql: "CREATE TABLE things (id TEXT PRIMARY KEY, name TEXT, stock BIGINT NOT NULL)",
+    sqlite_only: false,
 }];
 
 #[derive(Debug, PartialEq)]
@@ -375,6 +376,38 @@ async fn instances_starting_at_once_on_one_database_all_migrate_it() {
         }
     }
     if let Some(pg) = pg {
+        pg.remove().await;
+    }
+}
+
+#[tokio::test]
+async fn a_migration_for_sqlite_only_is_applied_there_and_recorded_but_skipped_on_postgresql() {
+    // On PostgreSQL the statement would fail: SQLite's `WITHOUT ROWID` is not its syntax.
+    const WITH_SQLITE_ONLY: &[Migration] = &[
+        MIGRATIONS[0],
+        Migration {
+            version: 2,
+            name: "store kinds by name (SQLite)",
+            sql: "CREATE TABLE kinds (name TEXT PRIMARY KEY) WITHOUT ROWID",
+            sqlite_only: true,
+        },
+    ];
+    let tables = "SELECT COUNT(*) FROM things, kinds";
+    let recorded = "SELECT COUNT(*) FROM courier_migrations WHERE version = 2";
+    let sqlite = TestDatabase::sqlite("sqlite-only");
+    let db = Database::connect(&sqlite.settings, WITH_SQLITE_ONLY)
+        .await
+        .unwrap();
+    assert_eq!(db.one::<i64>(tables, &[]).await.unwrap(), Some(0));
+    assert_eq!(db.one::<i64>(recorded, &[]).await.unwrap(), Some(1));
+    db.close().await;
+    if let Some(pg) = TestDatabase::postgres("sqlite-only").await {
+        let db = Database::connect(&pg.settings, WITH_SQLITE_ONLY)
+            .await
+            .unwrap();
+        assert!(db.one::<i64>(tables, &[]).await.is_err(), "kinds was made");
+        assert_eq!(db.one::<i64>(recorded, &[]).await.unwrap(), Some(1));
+        db.close().await;
         pg.remove().await;
     }
 }

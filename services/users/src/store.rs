@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[Migration] = &[
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 2,
@@ -70,23 +71,65 @@ pub const MIGRATIONS: &[Migration] = &[
             created_at BIGINT NOT NULL,
             PRIMARY KEY (request_id, endpoint)
         )",
+        sqlite_only: false,
     },
     Migration {
         version: 3,
         name: "index idempotency keys by age",
         sql: "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at)",
+        sqlite_only: false,
     },
     Migration {
         version: 4,
         name: "add roles to users",
         // Comma-separated role names (letters, digits, `_`); existing users get none.
         sql: "ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT ''",
+        sqlite_only: false,
     },
     Migration {
         version: 5,
         name: "add request fingerprints to idempotency keys",
         // NULL for keys stored before: they match any request until pruned, a day later.
         sql: "ALTER TABLE idempotency_keys ADD COLUMN fingerprint TEXT",
+        sqlite_only: false,
+    },
+    // 6 to 9 rebuild `users` on SQLite as a `WITHOUT ROWID` table: its rows are then stored in
+    // the id's B-tree, and `users.get` finds one in a single search instead of two (the
+    // primary key's index, then the row by rowid); `users.list`, which reads in id order,
+    // reads the table in its own order. PostgreSQL stores tables otherwise and skips them.
+    Migration {
+        version: 6,
+        name: "create users stored by id (SQLite)",
+        sql: "CREATE TABLE users_by_id (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            roles TEXT NOT NULL DEFAULT ''
+        ) WITHOUT ROWID",
+        sqlite_only: true,
+    },
+    Migration {
+        version: 7,
+        name: "copy users into users stored by id (SQLite)",
+        sql:
+            "INSERT INTO users_by_id (id, name, email, password_hash, created_at, updated_at, roles)
+            SELECT id, name, email, password_hash, created_at, updated_at, roles FROM users",
+        sqlite_only: true,
+    },
+    Migration {
+        version: 8,
+        name: "drop users stored by rowid (SQLite)",
+        sql: "DROP TABLE users",
+        sqlite_only: true,
+    },
+    Migration {
+        version: 9,
+        name: "rename users stored by id to users (SQLite)",
+        sql: "ALTER TABLE users_by_id RENAME TO users",
+        sqlite_only: true,
     },
 ];
 
@@ -268,6 +311,7 @@ mod tests {
             version: v,
             name,
             sql,
+            ..
         } in MIGRATIONS.iter().filter(|m| m.version < version)
         {
             statements.push(sql.to_owned());
@@ -284,6 +328,92 @@ mod tests {
             sqlx::query(&sql).execute(&pool).await.unwrap();
         }
         pool.close().await;
+    }
+
+    /// How SQLite finds a user by id, in `EXPLAIN QUERY PLAN`'s words, on a connection of its
+    /// own (one opened before the migrations ran would explain with the schema it read then).
+    async fn plan_of_get(url: &str) -> String {
+        use sqlx::{Connection as _, Row as _};
+        let mut connection = sqlx::AnyConnection::connect(url).await.unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {} WHERE id = $1", sql::PUBLIC);
+        let rows = sqlx::query(&explain)
+            .bind("u1")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+        let steps: Vec<String> = rows.iter().map(|row| row.get("detail")).collect();
+        steps.join("; ")
+    }
+
+    fn sqlite_settings(url: String) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Secret::new(url),
+            max_connections: 2,
+            sqlite_synchronous: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_is_found_by_id_in_one_search() {
+        sqlx::any::install_default_drivers();
+        let dir = std::env::temp_dir().join(format!("courier-by-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/users.db?mode=rwc", dir.display());
+        let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
+        // Not `USING INDEX sqlite_autoindex_users_1`, which then reads the row by rowid.
+        assert_eq!(
+            plan_of_get(&url).await,
+            "SEARCH users USING PRIMARY KEY (id=?)"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn users_stored_by_rowid_are_moved_whole_into_the_table_stored_by_id() {
+        sqlx::any::install_default_drivers();
+        let dir = std::env::temp_dir().join(format!("courier-rebuild-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/users.db", dir.display());
+        schema_before(6, &url).await;
+        let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
+        assert_eq!(
+            plan_of_get(&url).await,
+            "SEARCH users USING PRIMARY KEY (id=?)"
+        );
+        let ada = store.by_email("ada@example.com").await.unwrap();
+        let ada = ada.expect("Ada is kept, and found by email");
+        assert_eq!(
+            ada,
+            UserRow {
+                id: "u1".into(),
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+                roles: vec![],
+                password_hash: "h".into(),
+                created_at: "t".into(),
+                updated_at: "t".into(),
+            }
+        );
+        // The email stays unique, and roles keep their default.
+        let insert = "INSERT INTO users (id, name, email, password_hash, created_at, updated_at) \
+                      VALUES ($1, 'Bea', $2, 'h', 't', 't')";
+        let again = sqlx::query(insert)
+            .bind("u2")
+            .bind("ada@example.com")
+            .execute(store.pool())
+            .await;
+        assert!(again.is_err(), "a second ada@example.com was stored");
+        sqlx::query(insert)
+            .bind("u2")
+            .bind("bea@example.com")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let bea = store.get("u2").await.unwrap().expect("Bea is stored");
+        assert_eq!(bea.roles.len(), 0);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
