@@ -19,7 +19,7 @@ use super::dead_letter::dead_letter_subject;
 use super::metrics::{ConsumerMetrics, ConsumerStats};
 use super::subscription::{durable_name, HandleDelivery};
 use super::{DurableError, DurableSubscription};
-use crate::service::Workers;
+use crate::service::{stopped, Workers};
 
 /// How long one pull request waits on the server for events. Short, so that a drain (which
 /// stops pulling and finishes the pull in hand) is quick, and an idle consumer costs one
@@ -174,11 +174,13 @@ impl Consumer {
     }
 
     /// The loop: a pull request for as many events as there is room for, one at a time.
-    async fn take(&self, mut stop: watch::Receiver<bool>) {
+    async fn take(&self, stop: watch::Receiver<bool>) {
         let mut running = FuturesUnordered::new();
         let mut batch: Option<Batch> = None;
         let mut pause: Option<Pin<Box<Sleep>>> = None;
         let mut draining = false;
+        let stopped = stopped(stop);
+        tokio::pin!(stopped);
         loop {
             let room = self.limits.concurrency.saturating_sub(running.len());
             if batch.is_none() && pause.is_none() && !draining && room > 0 {
@@ -203,7 +205,7 @@ impl Consumer {
                 },
                 Some(()) = running.next(), if !running.is_empty() => {}
                 () = wait(&mut pause), if pause.is_some() && !draining => pause = None,
-                _ = stop.changed(), if !draining => draining = true,
+                () = &mut stopped, if !draining => draining = true,
                 else => break,
             }
         }

@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use super::deadlines::{Deadlines, Place};
-use super::{EndpointRuntime, Shared};
+use super::{stopped, EndpointRuntime, Shared};
 use crate::error::truncate;
 use crate::meta::{name, request_id, Cancellation, HeaderError};
 use crate::micro::Verb;
@@ -76,13 +76,15 @@ pub(super) async fn serve_endpoint(
     subs: Vec<Subscriber>,
     nats: async_nats::Client,
     metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let (ep, nats) = (&*ep, &nats);
     let mut subs = futures::stream::select_all(subs);
     let mut running = FuturesUnordered::new();
     let mut deadlines = Deadlines::new();
     let (mut draining, mut ended) = (false, false);
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             msg = subs.next(), if !ended => match msg {
@@ -99,7 +101,7 @@ pub(super) async fn serve_endpoint(
                 }
             }
             () = deadlines.fired(), if deadlines.waiting() => deadlines.expire(),
-            _ = stop.changed(), if !draining => {
+            () = &mut stopped, if !draining => {
                 draining = true;
                 for sub in subs.iter_mut() {
                     // On failure keep reading: what was delivered is still answered, the stream

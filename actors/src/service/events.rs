@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::bridge::reply_codec;
 use super::endpoint::{EventOutcome, HandleEvent, Subscription};
+use super::stopped;
 use crate::stats::Metrics;
 use crate::Meta;
 
@@ -34,7 +35,7 @@ pub(super) async fn serve_events(
     sub: Subscriber,
     limits: EventLimits,
     metrics: Metrics,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut sub = sub;
     let subject = subscription.subject.as_str();
@@ -47,6 +48,8 @@ pub(super) async fn serve_events(
     let mut waiting = VecDeque::new();
     let mut running = FuturesUnordered::new();
     let (mut draining, mut ended, mut dropped) = (false, false, 0u64);
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
     loop {
         while running.len() < limits.concurrency {
             let Some(msg) = waiting.pop_front() else {
@@ -73,7 +76,7 @@ pub(super) async fn serve_events(
                 None => ended = true,
             },
             Some(outcome) = running.next(), if !running.is_empty() => count(outcome),
-            _ = stop.changed(), if !draining => {
+            () = &mut stopped, if !draining => {
                 draining = true;
                 if let Err(error) = sub.drain().await {
                     tracing::warn!(%error, %subject, "Could not drain the subscription.");

@@ -341,6 +341,13 @@ pub fn instance_subject(instance_id: &str, subject: &str) -> String {
     format!("{INSTANCE_PREFIX}.{instance_id}.{subject}")
 }
 
+/// Ends when `stop` changes (or its sender is gone). Made once before a loop's `select!` and
+/// polled by reference: a `changed()` made anew in each turn would join and leave the
+/// channel's list of waiters, a lock each time, for every message the loop takes in.
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.changed().await;
+}
+
 /// The endpoint subject an instance subject is for (`_COURIER.<id>.users.get` is
 /// `users.get`); any other subject as it is.
 pub(crate) fn shared_subject(subject: &str) -> &str {
