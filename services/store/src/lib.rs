@@ -4,7 +4,8 @@
 //!
 //! - [`Database::connect`] opens the database and applies the service's [`Migration`]s, then
 //!   the kit's own tables (idempotency keys, outbox, handled events), safely when several
-//!   instances start at once.
+//!   instances start at once. A migration marked `sqlite_only` (how SQLite stores a table,
+//!   such as a `WITHOUT ROWID` rebuild) is recorded and skipped on PostgreSQL.
 //! - Reads: [`Database::one`] / [`Database::all`] map rows with [`FromRow`], the same code for
 //!   both databases. On a SQLite file each thread reads through its own connection
 //!   (`local.rs`), and writes take turns on one writing connection and commit in groups
