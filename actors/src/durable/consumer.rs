@@ -19,7 +19,7 @@ use super::dead_letter::dead_letter_subject;
 use super::metrics::{ConsumerMetrics, ConsumerStats};
 use super::subscription::{durable_name, HandleDelivery};
 use super::{DurableError, DurableSubscription};
-use crate::service::{stopped, Workers};
+use crate::service::{until_stopped, Workers};
 
 /// How long one pull request waits on the server for events. Short, so that a drain (which
 /// stops pulling and finishes the pull in hand) is quick, and an idle consumer costs one
@@ -179,7 +179,7 @@ impl Consumer {
         let mut batch: Option<Batch> = None;
         let mut pause: Option<Pin<Box<Sleep>>> = None;
         let mut draining = false;
-        let stopped = stopped(stop);
+        let stopped = until_stopped(stop);
         tokio::pin!(stopped);
         loop {
             let room = self.limits.concurrency.saturating_sub(running.len());

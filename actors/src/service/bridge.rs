@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use super::deadlines::{Deadlines, Place};
-use super::{stopped, EndpointRuntime, Shared};
+use super::{until_stopped, EndpointRuntime, Shared};
 use crate::error::truncate;
 use crate::meta::{name, request_id, Cancellation, HeaderError};
 use crate::micro::Verb;
@@ -83,7 +83,7 @@ pub(super) async fn serve_endpoint(
     let mut running = FuturesUnordered::new();
     let mut deadlines = Deadlines::new();
     let (mut draining, mut ended) = (false, false);
-    let stopped = stopped(stop);
+    let stopped = until_stopped(stop);
     tokio::pin!(stopped);
     loop {
         tokio::select! {

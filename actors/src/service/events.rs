@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::bridge::reply_codec;
 use super::endpoint::{EventOutcome, HandleEvent, Subscription};
-use super::stopped;
+use super::until_stopped;
 use crate::stats::Metrics;
 use crate::Meta;
 
@@ -48,7 +48,7 @@ pub(super) async fn serve_events(
     let mut waiting = VecDeque::new();
     let mut running = FuturesUnordered::new();
     let (mut draining, mut ended, mut dropped) = (false, false, 0u64);
-    let stopped = stopped(stop);
+    let stopped = until_stopped(stop);
     tokio::pin!(stopped);
     loop {
         while running.len() < limits.concurrency {

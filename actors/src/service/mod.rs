@@ -344,7 +344,7 @@ pub fn instance_subject(instance_id: &str, subject: &str) -> String {
 /// Ends when `stop` changes (or its sender is gone). Made once before a loop's `select!` and
 /// polled by reference: a `changed()` made anew in each turn would join and leave the
 /// channel's list of waiters, a lock each time, for every message the loop takes in.
-pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn until_stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.changed().await;
 }
 

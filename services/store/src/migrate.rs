@@ -15,9 +15,10 @@ pub struct Migration {
     pub name: &'static str,
     /// The statement, valid on SQLite and PostgreSQL (unless `sqlite_only`).
     pub sql: &'static str,
-    /// Run on SQLite only; on PostgreSQL it is recorded as applied and skipped. For how SQLite
+    /// Run on SQLite only; elsewhere it is recorded as applied and skipped. For how SQLite
     /// stores a table, which PostgreSQL has no counterpart of: making it `WITHOUT ROWID` takes
-    /// a rebuild (create, copy, drop, rename), one migration per statement.
+    /// a rebuild (create, copy, drop, rename), one migration per statement. A rebuild copies
+    /// every row under the migrations' write lock: other instances wait for it to end.
     pub sqlite_only: bool,
 }
 
@@ -116,7 +117,7 @@ impl Database {
     /// `pg_type`), so the instances queue on an advisory lock; SQLite takes its write lock up
     /// front (`BEGIN IMMEDIATE`) rather than fail a read-to-write upgrade with "database is
     /// locked". Under the lock each migration is claimed by inserting its row, and applied
-    /// only if the claim inserted it.
+    /// only if the claim inserted it (a `sqlite_only` one is only claimed on PostgreSQL).
     pub(crate) async fn migrate(&self, service: &'static [Migration]) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = locked(&mut conn).await?;
@@ -141,7 +142,8 @@ async fn locked(conn: &mut AnyConnection) -> Result<Transaction<'_, Any>, StoreE
     }
 }
 
-/// Applies the migrations of `list` that `table` does not record yet.
+/// Applies the migrations of `list` that `table` does not record yet, and records them (a
+/// `sqlite_only` one is recorded without running on any other database).
 async fn apply(
     tx: &mut Transaction<'_, Any>,
     table: &str,
@@ -155,7 +157,7 @@ async fn apply(
     let claim = format!(
         "INSERT INTO {table} (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING"
     );
-    let postgres = tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME;
+    let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
     for &Migration {
         version,
         name,
@@ -174,9 +176,12 @@ async fn apply(
             .execute(&mut **tx)
             .await
             .map_err(failed)?;
-        if claimed.rows_affected() == 1 && sqlite_only && postgres {
+        if claimed.rows_affected() != 1 {
+            continue;
+        }
+        if sqlite_only && !sqlite {
             tracing::info!(table, version, name, "Migration for SQLite only: skipped.");
-        } else if claimed.rows_affected() == 1 {
+        } else {
             sqlx::query(sql).execute(&mut **tx).await.map_err(failed)?;
             tracing::info!(table, version, name, "Migration applied.");
         }

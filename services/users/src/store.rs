@@ -361,10 +361,8 @@ mod tests {
         let url = format!("sqlite://{}/users.db?mode=rwc", dir.display());
         let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
         // Not `USING INDEX sqlite_autoindex_users_1`, which then reads the row by rowid.
-        assert_eq!(
-            plan_of_get(&url).await,
-            "SEARCH users USING PRIMARY KEY (id=?)"
-        );
+        let plan = plan_of_get(&url).await;
+        assert!(plan.contains("USING PRIMARY KEY"), "{plan}");
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -376,11 +374,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}/users.db", dir.display());
         schema_before(6, &url).await;
+        // Every column apart, so that a column left out of the copy or moved into another
+        // shows.
+        let pool = AnyPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "UPDATE users SET roles = 'admin,support', created_at = 't1', updated_at = 't2'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
         let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
-        assert_eq!(
-            plan_of_get(&url).await,
-            "SEARCH users USING PRIMARY KEY (id=?)"
-        );
+        let plan = plan_of_get(&url).await;
+        assert!(plan.contains("USING PRIMARY KEY"), "{plan}");
         let ada = store.by_email("ada@example.com").await.unwrap();
         let ada = ada.expect("Ada is kept, and found by email");
         assert_eq!(
@@ -389,10 +395,10 @@ mod tests {
                 id: "u1".into(),
                 name: "Ada".into(),
                 email: "ada@example.com".into(),
-                roles: vec![],
+                roles: vec!["admin".into(), "support".into()],
                 password_hash: "h".into(),
-                created_at: "t".into(),
-                updated_at: "t".into(),
+                created_at: "t1".into(),
+                updated_at: "t2".into(),
             }
         );
         // The email stays unique, and roles keep their default.
@@ -423,12 +429,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}/users.db", dir.display());
         schema_before(4, &url).await;
-        let settings = DatabaseSettings {
-            url: Secret::new(url),
-            max_connections: 2,
-            sqlite_synchronous: Default::default(),
-        };
-        let store = Store::connect(&settings).await.unwrap();
+        let store = Store::connect(&sqlite_settings(url)).await.unwrap();
         let ada = store.get("u1").await.unwrap().expect("Ada is kept");
         assert_eq!(
             (ada.email.as_str(), ada.roles.len()),
@@ -454,12 +455,7 @@ mod tests {
         .await
         .unwrap();
         pool.close().await;
-        let settings = DatabaseSettings {
-            url: Secret::new(url),
-            max_connections: 2,
-            sqlite_synchronous: Default::default(),
-        };
-        let store = Store::connect(&settings).await.unwrap();
+        let store = Store::connect(&sqlite_settings(url)).await.unwrap();
         let fingerprint = fingerprint::delete("users.delete", None, "u2");
         let key = WriteKey {
             request_id: "r",
