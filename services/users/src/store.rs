@@ -294,14 +294,20 @@ fn roles_of(column: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use courier_config::{DatabaseSettings, Secret};
+    use courier_store::testing::TestDatabase;
     use sqlx::AnyPool;
 
     use super::*;
     use crate::fingerprint;
 
-    /// A SQLite file with the schema of migrations `..version` and one user, Ada.
-    async fn schema_before(version: i64, url: &str) {
+    /// A SQLite file with the schema of migrations `..version` and one user, Ada, after which
+    /// the statements `then` run.
+    async fn schema_before(version: i64, url: &str, then: &[&str]) {
+        let file = url.strip_prefix("sqlite://").expect("a SQLite file's URL");
+        let folder = std::path::Path::new(file)
+            .parent()
+            .expect("a file in a folder");
+        std::fs::create_dir_all(folder).unwrap();
         let pool = AnyPool::connect(&format!("{url}?mode=rwc")).await.unwrap();
         let mut statements = vec![
             "CREATE TABLE courier_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
@@ -324,6 +330,7 @@ mod tests {
              VALUES ('u1', 'Ada', 'ada@example.com', 'h', 't', 't')"
                 .to_owned(),
         );
+        statements.extend(then.iter().map(|sql| (*sql).to_owned()));
         for sql in statements {
             sqlx::query(&sql).execute(&pool).await.unwrap();
         }
@@ -345,46 +352,33 @@ mod tests {
         steps.join("; ")
     }
 
-    fn sqlite_settings(url: String) -> DatabaseSettings {
-        DatabaseSettings {
-            url: Secret::new(url),
-            max_connections: 2,
-            sqlite_synchronous: Default::default(),
-        }
+    /// A SQLite file for one test (its folder removed on drop), and its URL.
+    fn sqlite(name: &str) -> (TestDatabase, String) {
+        sqlx::any::install_default_drivers();
+        let db = TestDatabase::sqlite(name);
+        let url = db.settings.url.expose().to_owned();
+        (db, url)
     }
 
     #[tokio::test]
     async fn a_user_is_found_by_id_in_one_search() {
-        sqlx::any::install_default_drivers();
-        let dir = std::env::temp_dir().join(format!("courier-by-id-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/users.db?mode=rwc", dir.display());
-        let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
+        let (db, url) = sqlite("by-id");
+        let store = Store::connect(&db.settings).await.unwrap();
         // Not `USING INDEX sqlite_autoindex_users_1`, which then reads the row by rowid.
         let plan = plan_of_get(&url).await;
         assert!(plan.contains("USING PRIMARY KEY"), "{plan}");
         store.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn users_stored_by_rowid_are_moved_whole_into_the_table_stored_by_id() {
-        sqlx::any::install_default_drivers();
-        let dir = std::env::temp_dir().join(format!("courier-rebuild-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/users.db", dir.display());
-        schema_before(6, &url).await;
+        let (db, url) = sqlite("rebuild");
         // Every column apart, so that a column left out of the copy or moved into another
         // shows.
-        let pool = AnyPool::connect(&url).await.unwrap();
-        sqlx::query(
-            "UPDATE users SET roles = 'admin,support', created_at = 't1', updated_at = 't2'",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        let store = Store::connect(&sqlite_settings(url.clone())).await.unwrap();
+        let apart =
+            "UPDATE users SET roles = 'admin,support', created_at = 't1', updated_at = 't2'";
+        schema_before(6, &url, &[apart]).await;
+        let store = Store::connect(&db.settings).await.unwrap();
         let plan = plan_of_get(&url).await;
         assert!(plan.contains("USING PRIMARY KEY"), "{plan}");
         let ada = store.by_email("ada@example.com").await.unwrap();
@@ -419,43 +413,28 @@ mod tests {
         let bea = store.get("u2").await.unwrap().expect("Bea is stored");
         assert_eq!(bea.roles.len(), 0);
         store.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn users_stored_before_roles_existed_have_none() {
-        sqlx::any::install_default_drivers();
-        let dir = std::env::temp_dir().join(format!("courier-roles-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/users.db", dir.display());
-        schema_before(4, &url).await;
-        let store = Store::connect(&sqlite_settings(url)).await.unwrap();
+        let (db, url) = sqlite("roles");
+        schema_before(4, &url, &[]).await;
+        let store = Store::connect(&db.settings).await.unwrap();
         let ada = store.get("u1").await.unwrap().expect("Ada is kept");
         assert_eq!(
             (ada.email.as_str(), ada.roles.len()),
             ("ada@example.com", 0)
         );
         store.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn a_reply_stored_before_fingerprints_existed_is_replayed_to_its_key() {
-        sqlx::any::install_default_drivers();
-        let dir = std::env::temp_dir().join(format!("courier-fingerprint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/users.db", dir.display());
-        schema_before(5, &url).await;
-        let pool = AnyPool::connect(&url).await.unwrap();
-        sqlx::query(
-            "INSERT INTO idempotency_keys (request_id, endpoint, reply, created_at) \
-             VALUES ('r', 'users.delete', '{\"id\":\"u1\"}', 1)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        let store = Store::connect(&sqlite_settings(url)).await.unwrap();
+        let (db, url) = sqlite("fingerprint");
+        let stored = "INSERT INTO idempotency_keys (request_id, endpoint, reply, created_at) \
+                      VALUES ('r', 'users.delete', '{\"id\":\"u1\"}', 1)";
+        schema_before(5, &url, &[stored]).await;
+        let store = Store::connect(&db.settings).await.unwrap();
         let fingerprint = fingerprint::delete("users.delete", None, "u2");
         let key = WriteKey {
             request_id: "r",
@@ -465,6 +444,5 @@ mod tests {
         let reply: Option<serde_json::Value> = store.reply(key).await.unwrap();
         assert_eq!(reply, Some(serde_json::json!({"id": "u1"})));
         store.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
