@@ -381,14 +381,25 @@ async fn a_deadline_that_passes_during_the_work_answers_504_then() {
     let t = start().await;
     // The caller waits 5 s, but tells the service it has 200 ms: the 504 must come from the
     // service, at 200 ms, not from the caller's own time-out.
+    slow_work_answers_504_at_200ms(&t.client, Duration::from_millis(2000)).await;
+}
+
+/// `Courier-Timeout-Ms: <ms>`.
+fn time_left(ms: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(header::TIMEOUT_MS, "200");
+    h.insert(header::TIMEOUT_MS, ms);
+    h
+}
+
+/// Asks `calc.slow` for 3 s of work with 200 ms left, and checks that the service answers 504
+/// after those 200 ms and before `before`.
+async fn slow_work_answers_504_at_200ms(client: &async_nats::Client, before: Duration) {
     let started = Instant::now();
-    let reply = raw(&t.client, "calc.slow", h, br#"{"ms": 3000}"#).await;
+    let reply = raw(client, "calc.slow", time_left("200"), br#"{"ms": 3000}"#).await;
     assert_eq!(header_of(&reply, header::SERVICE_ERROR_CODE), Some("504"));
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_millis(2000),
+        took >= Duration::from_millis(200) && took < before,
         "{took:?}"
     );
 }
@@ -398,23 +409,12 @@ async fn a_sooner_deadline_behind_a_later_one_answers_504_on_time() {
     let t = start().await;
     // The endpoint's one timer is set for the first request's deadline, 5 s away; the second
     // request's, 200 ms away, must set it sooner.
-    let mut later = HeaderMap::new();
-    later.insert(header::TIMEOUT_MS, "5000");
     let first = tokio::spawn({
         let client = t.client.clone();
-        async move { raw(&client, "calc.slow", later, br#"{"ms": 1000}"#).await }
+        async move { raw(&client, "calc.slow", time_left("5000"), br#"{"ms": 1000}"#).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut sooner = HeaderMap::new();
-    sooner.insert(header::TIMEOUT_MS, "200");
-    let started = Instant::now();
-    let reply = raw(&t.client, "calc.slow", sooner, br#"{"ms": 3000}"#).await;
-    assert_eq!(header_of(&reply, header::SERVICE_ERROR_CODE), Some("504"));
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_millis(900),
-        "{took:?}"
-    );
+    slow_work_answers_504_at_200ms(&t.client, Duration::from_millis(900)).await;
     let first = first.await.unwrap();
     assert_eq!(
         header_of(&first, header::SERVICE_ERROR_CODE),
