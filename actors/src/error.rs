@@ -222,6 +222,15 @@ pub enum Error {
         #[source]
         source: async_nats::SubscribeError,
     },
+    /// A further worker could not open its NATS connections ([`crate::Connections::per_worker`]).
+    #[error("worker {worker} could not connect to NATS: {source}")]
+    Connect {
+        /// The worker's index (1 and up).
+        worker: usize,
+        /// Why.
+        #[source]
+        source: crate::service::BoxError,
+    },
     /// The server did not confirm the new subscriptions at start.
     #[error("NATS did not confirm the subscriptions within {waited:?}")]
     RoundTrip {

@@ -670,6 +670,145 @@ async fn two_workers_handle_requests_on_two_threads_with_an_actor_each() {
     assert!(report.complete, "{report:?}");
 }
 
+/// Two workers, the second on connections of its own from `connect`: a `where.am.i`
+/// endpoint and a `where.slow` one, on one actor per worker.
+async fn start_where_on_own_connections<F>(
+    client: &async_nats::Client,
+    connect: impl Fn(usize) -> F + Send + Sync + 'static,
+) -> Result<courier_actors::Running, courier_actors::Error>
+where
+    F: std::future::Future<
+            Output = Result<courier_actors::Connections, courier_actors::service::BoxError>,
+        > + Send
+        + 'static,
+{
+    use courier_actors::{Connections, Endpoint, Service, Supervised};
+    let courier = Client::new(client.clone(), Duration::from_secs(5));
+    let calc = Supervised::per_thread(move || Calc::new(courier.clone()));
+    let settings = courier_config::ServiceSettings {
+        workers: 2,
+        ..Default::default()
+    };
+    Service::builder("where", "0.1.0")
+        .endpoint(Endpoint::new::<Where>(
+            "where",
+            "where.am.i",
+            Supervised::per_thread(|| Here),
+        ))
+        .endpoint(Endpoint::new::<Slow>("slow", "where.slow", calc))
+        .build()
+        .unwrap()
+        .start(
+            Connections::new(client.clone(), client.clone()).per_worker(connect),
+            &settings,
+            &prometheus::Registry::new(),
+        )
+        .await
+}
+
+#[actix_rt::test]
+async fn a_further_worker_serves_over_connections_it_opened_on_its_own_thread() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let nats = courier_testkit::TestNats::start();
+    let client = connect(&nats).await;
+    let opened = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let running = start_where_on_own_connections(&client, {
+        let (url, opened) = (nats.url(), opened.clone());
+        move |worker| {
+            let (url, opened) = (url.clone(), opened.clone());
+            async move {
+                let thread = format!("{:?}", std::thread::current().id());
+                opened.lock().unwrap().push((worker, thread));
+                let main = async_nats::connect(&url).await?;
+                let intake = async_nats::connect(&url).await?;
+                Ok(courier_actors::Connections::new(main, intake))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let opened = opened.lock().unwrap().clone();
+    let [(1, opened_on)] = opened.as_slice() else {
+        panic!("one further worker, opened once: {opened:?}");
+    };
+    let [own] = running.worker_connections() else {
+        panic!("worker 1's connections: {:?}", running.worker_connections());
+    };
+    let (taken, answered) = (own.intake.statistics(), own.main.statistics());
+    let (taken_before, answered_before) = (
+        taken.in_messages.load(SeqCst),
+        answered.out_messages.load(SeqCst),
+    );
+
+    let courier = Client::new(client.clone(), Duration::from_secs(5));
+    let meta = Meta::root();
+    let threads: std::collections::HashSet<String> = futures::future::join_all(
+        (0..64).map(|_| courier.call::<_, String>("where.am.i", &Where {}, &meta)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    assert!(threads.contains(opened_on), "{opened_on} among {threads:?}");
+    assert_ne!(opened_on, &format!("{:?}", std::thread::current().id()));
+    let taken = taken.in_messages.load(SeqCst) - taken_before;
+    let answered = answered.out_messages.load(SeqCst) - answered_before;
+    assert!(taken > 0 && taken < 64, "worker 1 took {taken} of 64");
+    assert_eq!(
+        answered, taken,
+        "worker 1 answers what it takes, over its own main"
+    );
+
+    // The drain flushes worker 1's replies too.
+    let in_flight: Vec<_> = (0..16u64)
+        .map(|i| {
+            let courier = courier.clone();
+            tokio::spawn(async move {
+                courier
+                    .call::<_, u64>("where.slow", &Slow { ms: 300 + i }, &Meta::root())
+                    .await
+            })
+        })
+        .collect();
+    courier_testkit::eventually(Duration::from_secs(5), "requests in flight", || async {
+        (running.in_flight() == 16).then_some(())
+    })
+    .await;
+    let report = running.stop(Duration::from_secs(5)).await;
+    assert!(report.complete, "{report:?}");
+    for (i, call) in in_flight.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), 300 + i as u64, "request {i}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_that_cannot_connect_fails_the_start_and_names_itself() {
+    let nats = courier_testkit::TestNats::start();
+    let client = connect(&nats).await;
+    let nowhere = format!("nats://127.0.0.1:{}", courier_testkit::free_port());
+    let error = start_where_on_own_connections(&client, move |_| {
+        let nowhere = nowhere.clone();
+        async move {
+            let main = async_nats::connect(&nowhere).await?;
+            Ok(courier_actors::Connections::new(main.clone(), main))
+        }
+    })
+    .await
+    .map(|_| ())
+    .expect_err("worker 1 has no server");
+    assert!(
+        matches!(error, courier_actors::Error::Connect { worker: 1, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("worker 1 could not connect to NATS: "),
+        "{error}"
+    );
+}
+
 fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);

@@ -419,10 +419,7 @@ async fn a_malformed_header_block_costs_the_intake_only_and_the_service_keeps_se
     let nats = TestNats::start();
     let main = async_nats::connect(nats.url()).await.unwrap();
     let intake = async_nats::connect(nats.url()).await.unwrap();
-    let connections = Connections {
-        main: main.clone(),
-        intake: intake.clone(),
-    };
+    let connections = Connections::new(main.clone(), intake.clone());
     let t = start_with(nats, connections, ServiceSettings::default()).await;
     let caller = async_nats::connect(t.nats.url()).await.unwrap();
     let mut raw = RawClient::connect(t.nats.port());

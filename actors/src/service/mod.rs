@@ -9,9 +9,12 @@ mod running;
 mod workers;
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use prometheus::Registry;
 use tokio::sync::watch;
 
@@ -33,20 +36,63 @@ use crate::Error;
 /// on a header block it cannot parse, and such a message can only arrive on the intake, so
 /// `$SRV`, replies to requests already taken in, outgoing calls and events carry on. One
 /// client for both (`From<async_nats::Client>`) is fine where that does not matter, in tests.
-#[derive(Clone, Debug)]
+///
+/// With several workers, each further worker can have a pair of its own
+/// ([`Connections::per_worker`]), opened on its thread: its requests and replies then never
+/// leave that thread. Without, every worker's requests and replies pass through these two,
+/// whose I/O runs on the thread that started the service.
+#[derive(Clone)]
 pub struct Connections {
     /// Replies, `$SRV`, outgoing calls and events.
     pub main: async_nats::Client,
     /// Endpoint and event subscriptions.
     pub intake: async_nats::Client,
+    per_worker: Option<ConnectWorker>,
+}
+
+/// Opens the connections of worker `index` (1 and up), on that worker's thread.
+type ConnectWorker =
+    Arc<dyn Fn(usize) -> BoxFuture<'static, Result<Connections, BoxError>> + Send + Sync>;
+
+/// Why a worker's connections could not be opened.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Connections {
+    /// `main` and `intake`, shared by every worker.
+    pub fn new(main: async_nats::Client, intake: async_nats::Client) -> Self {
+        Self {
+            main,
+            intake,
+            per_worker: None,
+        }
+    }
+
+    /// Each further worker opens a pair of its own with `connect(index)` (index 1 and up),
+    /// run on the worker's thread so that the connections' I/O runs there. Their endpoint
+    /// subscriptions and replies go over them; `$SRV`, events and durable consumers stay on
+    /// these two. What `connect` returns is used as it is (its own `per_worker` is ignored).
+    pub fn per_worker<F>(mut self, connect: impl Fn(usize) -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = Result<Connections, BoxError>> + Send + 'static,
+    {
+        self.per_worker = Some(Arc::new(move |index| connect(index).boxed()));
+        self
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("main", &self.main)
+            .field("intake", &self.intake)
+            .field("per_worker", &self.per_worker.is_some())
+            .finish()
+    }
 }
 
 impl From<async_nats::Client> for Connections {
     fn from(client: async_nats::Client) -> Self {
-        Self {
-            main: client.clone(),
-            intake: client,
-        }
+        Self::new(client.clone(), client)
     }
 }
 
@@ -93,14 +139,15 @@ impl Service {
     /// Subscribes every endpoint, subscription and `$SRV` subject, then serves them; with
     /// durable subscriptions, also ensures the streams ([`durable::ensure_streams`]) and starts
     /// the durable consumers. Returns once all subscriptions are registered with the server.
-    /// `nats` is one client for everything, or [`Connections`] with an intake of its own.
+    /// `nats` is one client for everything, or [`Connections`] with an intake of its own (and
+    /// a pair for each further worker, opened here on the worker's thread).
     pub async fn start(
         mut self,
         nats: impl Into<Connections>,
         settings: &courier_config::ServiceSettings,
         registry: &Registry,
     ) -> Result<Running, Error> {
-        let Connections { main: nats, intake } = nats.into();
+        let connections = nats.into();
         let metrics = Metrics::register(registry, &self.name)
             .map_err(|e| Error::Definition(format!("metrics for service {}: {e}", self.name)))?;
         let durables = std::mem::take(&mut self.durables);
@@ -110,20 +157,30 @@ impl Service {
         // and end: nothing is left serving half a service.
         let (stop, stopped) = watch::channel(false);
         let workers = workers::Workers::start(settings.workers());
+        let further = further_connections(&connections, &workers).await?;
+        let Connections {
+            main: nats, intake, ..
+        } = connections;
         // With several workers, the instance subject is shared among them like the endpoint
         // subject: a queue group of the instance's own.
         let own_group = (workers.count() > 1).then_some(shared.id.as_str());
         let mut loops = Vec::new();
         for ep in &shared.endpoints {
             for worker in 0..workers.count() {
+                let (worker_intake, worker_main) =
+                    match worker.checked_sub(1).and_then(|i| further.get(i)) {
+                        Some(own) => (&own.intake, &own.main),
+                        None => (&intake, &nats),
+                    };
                 let queued =
-                    bridge::subscribe(&intake, &ep.subject, ep.queue_group.as_deref()).await?;
+                    bridge::subscribe(worker_intake, &ep.subject, ep.queue_group.as_deref())
+                        .await?;
                 let own_subject = instance_subject(&shared.id, &ep.subject);
-                let own = bridge::subscribe(&intake, &own_subject, own_group).await?;
+                let own = bridge::subscribe(worker_intake, &own_subject, own_group).await?;
                 let serve = bridge::serve_endpoint(
                     ep.clone(),
                     vec![queued, own],
-                    nats.clone(),
+                    worker_main.clone(),
                     metrics.clone(),
                     stopped.clone(),
                 );
@@ -163,10 +220,15 @@ impl Service {
         // at once must not get "no responders".
         bridge::round_trip(&intake).await?;
         bridge::round_trip(&nats).await?;
+        for worker in &further {
+            bridge::round_trip(&worker.intake).await?;
+            bridge::round_trip(&worker.main).await?;
+        }
         tracing::info!(service = %shared.name, id = %shared.id, version = %shared.version, "Service started.");
         Ok(Running {
             shared,
             nats,
+            further,
             stop,
             loops,
             srv_loop,
@@ -207,6 +269,25 @@ impl Service {
         };
         (Arc::new(shared), self.subscriptions)
     }
+}
+
+/// The further workers' own connections, each opened on its worker's thread; none when the
+/// instance's are shared.
+async fn further_connections(
+    connections: &Connections,
+    workers: &workers::Workers,
+) -> Result<Vec<Connections>, Error> {
+    let Some(connect) = &connections.per_worker else {
+        return Ok(Vec::new());
+    };
+    let mut further = Vec::new();
+    for worker in 1..workers.count() {
+        let task = workers.spawn(worker, connect(worker)).await;
+        // A connector that panicked fails the start like one that returned an error.
+        let opened = task.await.map_err(BoxError::from).and_then(|opened| opened);
+        further.push(opened.map_err(|source| Error::Connect { worker, source })?);
+    }
+    Ok(further)
 }
 
 impl ServiceBuilder {

@@ -108,7 +108,10 @@ impl Shared {
 /// while `$SRV` answers until the NATS connection closes.
 pub struct Running {
     pub(super) shared: Arc<Shared>,
+    /// Replies, `$SRV`: the instance's main connection.
     pub(super) nats: async_nats::Client,
+    /// The further workers' own connections, if they have them.
+    pub(super) further: Vec<super::Connections>,
     pub(super) stop: watch::Sender<bool>,
     pub(super) loops: Vec<JoinHandle<()>>,
     pub(super) srv_loop: JoinHandle<()>,
@@ -199,6 +202,12 @@ impl Running {
         self.shared.in_flight()
     }
 
+    /// The connections of the further workers (1 and up, in order) that have their own
+    /// ([`super::Connections::per_worker`]); empty when they share the instance's.
+    pub fn worker_connections(&self) -> &[super::Connections] {
+        &self.further
+    }
+
     /// A handle that reads this instance's load while it runs (for readiness checks).
     pub fn monitor(&self) -> Monitor {
         Monitor(self.shared.clone())
@@ -235,8 +244,13 @@ impl Running {
             loops.iter().for_each(JoinHandle::abort);
         }
         self.srv_loop.abort();
+        // Before the workers stop: a worker's own connections run on its thread.
+        let replies = std::iter::once(&self.nats).chain(self.further.iter().map(|c| &c.main));
+        let flushed = futures::future::join_all(replies.map(flush))
+            .await
+            .into_iter()
+            .all(|flushed| flushed);
         self.workers.stop();
-        let flushed = flush(&self.nats).await;
         let report = DrainReport {
             complete: finished && flushed,
             abandoned,

@@ -3,7 +3,9 @@
 //! further worker. Each worker has its own subscription of every endpoint in the endpoint's
 //! queue group, so the server spreads requests over them, and handles what it receives on its
 //! own thread: with actors made per thread ([`crate::Supervised::per_thread`]) a request
-//! never changes threads between the subscription and the reply.
+//! never changes threads between the subscription and the reply. With connections of its own
+//! ([`crate::Connections::per_worker`], opened by a task on the worker), not even the
+//! connection's reads and writes leave it.
 
 use std::future::Future;
 
@@ -30,9 +32,10 @@ impl Workers {
     }
 
     /// Runs `task` on worker `index`; its handle can be awaited and aborted from any thread.
-    pub(crate) async fn spawn<F>(&self, index: usize, task: F) -> JoinHandle<()>
+    pub(crate) async fn spawn<F>(&self, index: usize, task: F) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
         let Some(arbiter) = index.checked_sub(1).and_then(|i| self.arbiters.get(i)) else {
             return tokio::spawn(task);

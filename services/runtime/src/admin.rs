@@ -26,14 +26,25 @@ const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 /// would leave at once. Cloned into every admin worker.
 #[derive(Clone)]
 pub struct Readiness {
-    connections: Connections,
+    /// Every NATS connection the instance serves over, by the name its reason gives.
+    connections: Arc<[(String, async_nats::Client)]>,
     draining: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub(crate) fn new(connections: Connections) -> Self {
+    /// The instance's `connections`, and the further workers' own (`workers`, worker 1 first).
+    pub(crate) fn new(connections: &Connections, workers: &[Connections]) -> Self {
+        let mut all = vec![
+            ("main connection".to_owned(), connections.main.clone()),
+            ("intake connection".to_owned(), connections.intake.clone()),
+        ];
+        for (i, worker) in workers.iter().enumerate() {
+            let n = i + 1;
+            all.push((format!("worker {n}'s main connection"), worker.main.clone()));
+            all.push((format!("worker {n}'s intake"), worker.intake.clone()));
+        }
         Self {
-            connections,
+            connections: all.into(),
             draining: Arc::default(),
         }
     }
@@ -49,14 +60,10 @@ impl Readiness {
         if self.draining.load(Ordering::Acquire) {
             reasons.push("draining: shutting down".to_owned());
         }
-        let connections = [
-            ("main", &self.connections.main),
-            ("intake", &self.connections.intake),
-        ];
-        for (name, nats) in connections {
+        for (name, nats) in self.connections.iter() {
             let state = nats.connection_state();
             if state != async_nats::connection::State::Connected {
-                reasons.push(format!("NATS ({name} connection) is {state}"));
+                reasons.push(format!("NATS ({name}) is {state}"));
             }
         }
         reasons

@@ -204,7 +204,7 @@ pub async fn serve(
     metrics::build_info(registry, &identity.name, &identity.version)?;
     let registered = metrics::consul_registered(registry)?;
     let relay = outbox.map(|db| kit::spawn_relay(db.clone(), connections.main.clone()));
-    let readiness = Readiness::new(connections.clone());
+    let readiness = Readiness::new(&connections, running.worker_connections());
     // The heartbeat needs the admin port for its HTTP check, and the listener needs the
     // heartbeat for liveness: bind first, then register.
     let heartbeat_ctx = actix::Context::<Heartbeat>::new();

@@ -5,7 +5,9 @@
 //! counted in `courier_nats_events_total{connection, event}`, so a client that keeps knocking
 //! the intake off the bus (a message async-nats cannot parse drops the connection it arrives
 //! on) shows as a climbing `disconnected` count on `/metrics`. `courier_nats_connected{connection}`
-//! says how many of them are connected now.
+//! says how many of them are connected now: a `main` and an `intake` for each worker of the
+//! service, whose further workers have a pair of their own (so a request and its reply stay
+//! on the thread that handles it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,18 +25,25 @@ pub const NATS_EVENTS: &str = "courier_nats_events_total";
 pub const NATS_CONNECTED: &str = "courier_nats_connected";
 
 /// Connects `main` as `client_name` and `intake` as `<client_name>-intake` (the names `nats
-/// server report connections` shows), counting their events in `registry`.
+/// server report connections` shows), counting their events in `registry`. Each further worker
+/// of the service opens a pair of its own the same way, named `<client_name>-<worker>` and
+/// `<client_name>-<worker>-intake` ([`Connections::per_worker`]).
 pub async fn connect(
     settings: &NatsSettings,
     client_name: &str,
     registry: &Registry,
 ) -> Result<Connections, RuntimeError> {
     let events = NatsEvents::register(registry)?;
-    let main = events.connect(settings, client_name, "main").await?;
-    let intake = events
-        .connect(settings, &format!("{client_name}-intake"), "intake")
-        .await?;
-    Ok(Connections { main, intake })
+    let (main, intake) = events.connect_pair(settings, client_name).await?;
+    let (settings, client_name) = (settings.clone(), client_name.to_owned());
+    Ok(Connections::new(main, intake).per_worker(move |worker| {
+        let (events, settings) = (events.clone(), settings.clone());
+        let name = format!("{client_name}-{worker}");
+        async move {
+            let (main, intake) = events.connect_pair(&settings, &name).await?;
+            Ok(Connections::new(main, intake))
+        }
+    }))
 }
 
 /// The `courier_nats_events_total` counter and `courier_nats_connected` gauge of one
@@ -78,6 +87,19 @@ impl NatsEvents {
         connection: &'static str,
     ) -> Result<Client, RuntimeError> {
         connect_one(settings, client_name, connection, self.clone()).await
+    }
+
+    /// `main` named `client_name` and `intake` named `<client_name>-intake`.
+    async fn connect_pair(
+        &self,
+        settings: &NatsSettings,
+        client_name: &str,
+    ) -> Result<(Client, Client), RuntimeError> {
+        let main = self.connect(settings, client_name, "main").await?;
+        let intake = self
+            .connect(settings, &format!("{client_name}-intake"), "intake")
+            .await?;
+        Ok((main, intake))
     }
 
     /// Counts `event` of one connection, and moves the connected gauge when the connection

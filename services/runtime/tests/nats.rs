@@ -118,3 +118,66 @@ async fn the_connected_gauge_follows_the_server_away_and_back() {
     let line = format!(r#"{NATS_EVENTS}{{connection="main",event="connected"}} 2"#);
     assert!(text.contains(&line), "{line} in\n{text}");
 }
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Ping {}
+impl courier_actors::Call for Ping {
+    type Reply = String;
+    type Error = courier_actors::ServiceError;
+}
+struct Pong;
+impl actix::Actor for Pong {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<courier_actors::Request<Ping>> for Pong {
+    type Result = Result<String, courier_actors::ServiceError>;
+    fn handle(&mut self, _: courier_actors::Request<Ping>, _: &mut Self::Context) -> Self::Result {
+        Ok("pong".to_owned())
+    }
+}
+
+#[actix_rt::test]
+async fn each_further_worker_of_a_service_opens_a_main_and_an_intake_of_its_own() {
+    use courier_actors::{Endpoint, Service, Supervised};
+    let nats = TestNats::start();
+    let registry = prometheus::Registry::new();
+    let settings = NatsSettings {
+        url: nats.url(),
+        ..NatsSettings::default()
+    };
+    let connections = connect(&settings, "test", &registry).await.unwrap();
+    let three = courier_config::ServiceSettings {
+        workers: 3,
+        ..Default::default()
+    };
+    let running = Service::builder("pairs", "1.0.0")
+        .endpoint(Endpoint::new::<Ping>(
+            "ping",
+            "pairs.ping",
+            Supervised::per_thread(|| Pong),
+        ))
+        .build()
+        .unwrap()
+        .start(connections.clone(), &three, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    assert_eq!(running.worker_connections().len(), 2);
+    eventually(
+        Duration::from_secs(5),
+        "a main and an intake for each of three workers",
+        || async {
+            (connected(&registry, "main") == 3 && connected(&registry, "intake") == 3).then_some(())
+        },
+    )
+    .await;
+    let courier = courier_actors::Client::new(connections.main.clone(), Duration::from_secs(5));
+    for _ in 0..30 {
+        let pong: String = courier
+            .call("pairs.ping", &Ping {}, &courier_actors::Meta::root())
+            .await
+            .unwrap();
+        assert_eq!(pong, "pong");
+    }
+    let report = running.stop(Duration::from_secs(1)).await;
+    assert!(report.complete, "{report:?}");
+}

@@ -155,10 +155,18 @@ mod responders {
             .expect("the gateway runs");
     }
 
-    /// A Courier endpoint with a trivial actor, on the settings a service would have.
+    /// A Courier endpoint with a trivial actor, on the settings and connections a service
+    /// would have (a main and an intake for each worker).
     pub fn trivial() {
         System::new().block_on(async {
-            let client = async_nats::connect(url()).await.expect("connect");
+            let registry = prometheus::Registry::new();
+            let nats = courier_config::NatsSettings {
+                url: url(),
+                ..Default::default()
+            };
+            let connections = courier_runtime::nats::connect(&nats, "bench", &registry)
+                .await
+                .expect("connect");
             let workers: usize = std::env::var("COURIER_SERVICE__WORKERS")
                 .ok()
                 .and_then(|w| w.parse().ok())
@@ -178,7 +186,7 @@ mod responders {
                 ..Default::default()
             };
             let _running = service
-                .start(client, &settings, &prometheus::Registry::new())
+                .start(connections, &settings, &registry)
                 .await
                 .expect("start");
             println!("ready");
