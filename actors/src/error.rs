@@ -223,13 +223,13 @@ pub enum Error {
         source: async_nats::SubscribeError,
     },
     /// A further worker could not open its NATS connections ([`crate::Connections::per_worker`]).
-    #[error("worker {worker} could not connect to NATS: {source}")]
+    #[error("worker {worker} cannot connect to NATS: {source}")]
     Connect {
         /// The worker's index (1 and up).
         worker: usize,
-        /// Why.
+        /// The client's error.
         #[source]
-        source: crate::service::BoxError,
+        source: async_nats::ConnectError,
     },
     /// The server did not confirm the new subscriptions at start.
     #[error("NATS did not confirm the subscriptions within {waited:?}")]

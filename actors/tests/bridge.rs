@@ -677,9 +677,8 @@ async fn start_where_on_own_connections<F>(
     connect: impl Fn(usize) -> F + Send + Sync + 'static,
 ) -> Result<courier_actors::Running, courier_actors::Error>
 where
-    F: std::future::Future<
-            Output = Result<courier_actors::Connections, courier_actors::service::BoxError>,
-        > + Send
+    F: std::future::Future<Output = Result<courier_actors::Connections, async_nats::ConnectError>>
+        + Send
         + 'static,
 {
     use courier_actors::{Connections, Endpoint, Service, Supervised};
@@ -731,13 +730,16 @@ async fn a_further_worker_serves_over_connections_it_opened_on_its_own_thread() 
     let [(1, opened_on)] = opened.as_slice() else {
         panic!("one further worker, opened once: {opened:?}");
     };
-    let [own] = running.worker_connections() else {
-        panic!("worker 1's connections: {:?}", running.worker_connections());
+    let [_, own] = running.connections() else {
+        panic!(
+            "worker 0's and 1's connections: {:?}",
+            running.connections()
+        );
     };
-    let (taken, answered) = (own.intake.statistics(), own.main.statistics());
+    let (intake, main) = (own.intake.statistics(), own.main.statistics());
     let (taken_before, answered_before) = (
-        taken.in_messages.load(SeqCst),
-        answered.out_messages.load(SeqCst),
+        intake.in_messages.load(SeqCst),
+        main.out_messages.load(SeqCst),
     );
 
     let courier = Client::new(client.clone(), Duration::from_secs(5));
@@ -752,15 +754,16 @@ async fn a_further_worker_serves_over_connections_it_opened_on_its_own_thread() 
     assert_eq!(threads.len(), 2, "{threads:?}");
     assert!(threads.contains(opened_on), "{opened_on} among {threads:?}");
     assert_ne!(opened_on, &format!("{:?}", std::thread::current().id()));
-    let taken = taken.in_messages.load(SeqCst) - taken_before;
-    let answered = answered.out_messages.load(SeqCst) - answered_before;
+    let taken = intake.in_messages.load(SeqCst) - taken_before;
+    let answered = main.out_messages.load(SeqCst) - answered_before;
     assert!(taken > 0 && taken < 64, "worker 1 took {taken} of 64");
     assert_eq!(
         answered, taken,
         "worker 1 answers what it takes, over its own main"
     );
 
-    // The drain flushes worker 1's replies too.
+    // The drain flushes worker 1's replies too (this failed when the workers stopped first).
+    let taken_before = intake.in_messages.load(SeqCst);
     let in_flight: Vec<_> = (0..16u64)
         .map(|i| {
             let courier = courier.clone();
@@ -775,6 +778,11 @@ async fn a_further_worker_serves_over_connections_it_opened_on_its_own_thread() 
         (running.in_flight() == 16).then_some(())
     })
     .await;
+    let slow_on_1 = intake.in_messages.load(SeqCst) - taken_before;
+    assert!(
+        slow_on_1 > 0 && slow_on_1 < 16,
+        "worker 1 took {slow_on_1} of 16"
+    );
     let report = running.stop(Duration::from_secs(5)).await;
     assert!(report.complete, "{report:?}");
     for (i, call) in in_flight.into_iter().enumerate() {
@@ -800,12 +808,6 @@ async fn a_worker_that_cannot_connect_fails_the_start_and_names_itself() {
     assert!(
         matches!(error, courier_actors::Error::Connect { worker: 1, .. }),
         "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .starts_with("worker 1 could not connect to NATS: "),
-        "{error}"
     );
 }
 

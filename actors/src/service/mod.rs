@@ -50,12 +50,13 @@ pub struct Connections {
     per_worker: Option<ConnectWorker>,
 }
 
-/// Opens the connections of worker `index` (1 and up), on that worker's thread.
-type ConnectWorker =
-    Arc<dyn Fn(usize) -> BoxFuture<'static, Result<Connections, BoxError>> + Send + Sync>;
-
-/// Why a worker's connections could not be opened.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Makes the future that opens worker `index`'s connections (index 1 and up); the future runs
+/// on that worker's thread.
+type ConnectWorker = Arc<
+    dyn Fn(usize) -> BoxFuture<'static, Result<Connections, async_nats::ConnectError>>
+        + Send
+        + Sync,
+>;
 
 impl Connections {
     /// `main` and `intake`, shared by every worker.
@@ -67,13 +68,15 @@ impl Connections {
         }
     }
 
-    /// Each further worker opens a pair of its own with `connect(index)` (index 1 and up),
-    /// run on the worker's thread so that the connections' I/O runs there. Their endpoint
-    /// subscriptions and replies go over them; `$SRV`, events and durable consumers stay on
-    /// these two. What `connect` returns is used as it is (its own `per_worker` is ignored).
+    /// Each further worker opens a pair of its own: `connect(index)` (index 1 and up) is called
+    /// at start, and the future it returns runs on the worker's thread, so that the
+    /// connections' I/O runs there. Their endpoint subscriptions and replies go over them;
+    /// `$SRV`, events and durable consumers stay on these two. A further worker's pair closes
+    /// with its thread when the service stops (its subscriptions drained and its replies
+    /// flushed first); what `connect` returns is used as a pair (its own `per_worker` unused).
     pub fn per_worker<F>(mut self, connect: impl Fn(usize) -> F + Send + Sync + 'static) -> Self
     where
-        F: Future<Output = Result<Connections, BoxError>> + Send + 'static,
+        F: Future<Output = Result<Connections, async_nats::ConnectError>> + Send + 'static,
     {
         self.per_worker = Some(Arc::new(move |index| connect(index).boxed()));
         self
@@ -86,7 +89,7 @@ impl std::fmt::Debug for Connections {
             .field("main", &self.main)
             .field("intake", &self.intake)
             .field("per_worker", &self.per_worker.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,21 +160,21 @@ impl Service {
         // and end: nothing is left serving half a service.
         let (stop, stopped) = watch::channel(false);
         let workers = workers::Workers::start(settings.workers());
-        let further = further_connections(&connections, &workers).await?;
+        let connections = worker_connections(connections, &workers).await?;
         let Connections {
             main: nats, intake, ..
-        } = connections;
+        } = connections[0].clone();
         // With several workers, the instance subject is shared among them like the endpoint
         // subject: a queue group of the instance's own.
         let own_group = (workers.count() > 1).then_some(shared.id.as_str());
         let mut loops = Vec::new();
         for ep in &shared.endpoints {
             for worker in 0..workers.count() {
-                let (worker_intake, worker_main) =
-                    match worker.checked_sub(1).and_then(|i| further.get(i)) {
-                        Some(own) => (&own.intake, &own.main),
-                        None => (&intake, &nats),
-                    };
+                let Connections {
+                    main: worker_main,
+                    intake: worker_intake,
+                    ..
+                } = connections.get(worker).unwrap_or(&connections[0]);
                 let queued =
                     bridge::subscribe(worker_intake, &ep.subject, ep.queue_group.as_deref())
                         .await?;
@@ -220,15 +223,14 @@ impl Service {
         // at once must not get "no responders".
         bridge::round_trip(&intake).await?;
         bridge::round_trip(&nats).await?;
-        for worker in &further {
+        for worker in &connections[1..] {
             bridge::round_trip(&worker.intake).await?;
             bridge::round_trip(&worker.main).await?;
         }
         tracing::info!(service = %shared.name, id = %shared.id, version = %shared.version, "Service started.");
         Ok(Running {
             shared,
-            nats,
-            further,
+            connections,
             stop,
             loops,
             srv_loop,
@@ -271,23 +273,29 @@ impl Service {
     }
 }
 
-/// The further workers' own connections, each opened on its worker's thread; none when the
-/// instance's are shared.
-async fn further_connections(
-    connections: &Connections,
+/// Each worker's connections by worker, the instance's for worker 0; only worker 0's when the
+/// further workers share them. A further worker's own are opened on its thread.
+async fn worker_connections(
+    instance: Connections,
     workers: &workers::Workers,
 ) -> Result<Vec<Connections>, Error> {
-    let Some(connect) = &connections.per_worker else {
-        return Ok(Vec::new());
+    let connect = instance.per_worker.clone();
+    let mut all = vec![Connections::new(instance.main, instance.intake)];
+    let Some(connect) = connect else {
+        return Ok(all);
     };
-    let mut further = Vec::new();
     for worker in 1..workers.count() {
         let task = workers.spawn(worker, connect(worker)).await;
-        // A connector that panicked fails the start like one that returned an error.
-        let opened = task.await.map_err(BoxError::from).and_then(|opened| opened);
-        further.push(opened.map_err(|source| Error::Connect { worker, source })?);
+        let opened = match task.await {
+            Ok(opened) => opened,
+            // Invariant: the worker runs until the service stops, so the task ended by itself.
+            Err(ended) => std::panic::resume_unwind(ended.into_panic()),
+        };
+        let Connections { main, intake, .. } =
+            opened.map_err(|source| Error::Connect { worker, source })?;
+        all.push(Connections::new(main, intake));
     }
-    Ok(further)
+    Ok(all)
 }
 
 impl ServiceBuilder {

@@ -108,10 +108,8 @@ impl Shared {
 /// while `$SRV` answers until the NATS connection closes.
 pub struct Running {
     pub(super) shared: Arc<Shared>,
-    /// Replies, `$SRV`: the instance's main connection.
-    pub(super) nats: async_nats::Client,
-    /// The further workers' own connections, if they have them.
-    pub(super) further: Vec<super::Connections>,
+    /// Each worker's connections by worker (see [`Running::connections`]).
+    pub(super) connections: Vec<super::Connections>,
     pub(super) stop: watch::Sender<bool>,
     pub(super) loops: Vec<JoinHandle<()>>,
     pub(super) srv_loop: JoinHandle<()>,
@@ -202,10 +200,11 @@ impl Running {
         self.shared.in_flight()
     }
 
-    /// The connections of the further workers (1 and up, in order) that have their own
-    /// ([`super::Connections::per_worker`]); empty when they share the instance's.
-    pub fn worker_connections(&self) -> &[super::Connections] {
-        &self.further
+    /// The connections each worker serves its endpoints over, by worker: worker 0's are the
+    /// ones the instance was started with. Only those when the further workers share them
+    /// (without [`super::Connections::per_worker`]).
+    pub fn connections(&self) -> &[super::Connections] {
+        &self.connections
     }
 
     /// A handle that reads this instance's load while it runs (for readiness checks).
@@ -245,7 +244,7 @@ impl Running {
         }
         self.srv_loop.abort();
         // Before the workers stop: a worker's own connections run on its thread.
-        let replies = std::iter::once(&self.nats).chain(self.further.iter().map(|c| &c.main));
+        let replies = self.connections.iter().map(|worker| &worker.main);
         let flushed = futures::future::join_all(replies.map(flush))
             .await
             .into_iter()

@@ -243,6 +243,8 @@ fn spawn_service(
         ("COURIER_EVENTS__REPLICAS", "3".into()),
         // A delivery whose ack died with the node comes again soon.
         ("COURIER_EVENTS__ACK_WAIT", "3s".into()),
+        // One worker: an instance holds its main and intake only (a further worker would
+        // add a pair of its own), which the spread and reconnect checks count on.
         ("COURIER_SERVICE__WORKERS", "1".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));

@@ -32,16 +32,16 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// The instance's `connections`, and the further workers' own (`workers`, worker 1 first).
-    pub(crate) fn new(connections: &Connections, workers: &[Connections]) -> Self {
-        let mut all = vec![
-            ("main connection".to_owned(), connections.main.clone()),
-            ("intake connection".to_owned(), connections.intake.clone()),
-        ];
-        for (i, worker) in workers.iter().enumerate() {
-            let n = i + 1;
-            all.push((format!("worker {n}'s main connection"), worker.main.clone()));
-            all.push((format!("worker {n}'s intake"), worker.intake.clone()));
+    /// Each worker's `connections`, by worker ([`courier_actors::Running::connections`]).
+    pub(crate) fn new(connections: &[Connections]) -> Self {
+        let mut all = Vec::new();
+        for (worker, pair) in connections.iter().enumerate() {
+            let whose = match worker {
+                0 => String::new(),
+                n => format!("worker {n}'s "),
+            };
+            all.push((format!("{whose}main connection"), pair.main.clone()));
+            all.push((format!("{whose}intake connection"), pair.intake.clone()));
         }
         Self {
             connections: all.into(),

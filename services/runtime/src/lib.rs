@@ -3,8 +3,8 @@
 //!
 //! - [`telemetry::init`] — `tracing` output as configured (`RUST_LOG` wins), and OTLP export
 //!   of every hop's span when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-//! - [`nats::connect`] — the instance's two NATS connections (main and intake), named, their
-//!   events logged and counted.
+//! - [`nats::connect`] — the instance's NATS connections (a main and an intake, and a pair
+//!   for each further worker), named, their events logged and counted.
 //! - [`settings_or_exit`] — a binary's settings, or the one-line error and exit code 64.
 //! - [`shutdown_signal`] — resolves on SIGTERM or SIGINT; a second one exits at once.
 //! - [`serve`] — starts a service, its admin listener ([`admin`]: `/health`, `/health/ready`,
@@ -204,7 +204,7 @@ pub async fn serve(
     metrics::build_info(registry, &identity.name, &identity.version)?;
     let registered = metrics::consul_registered(registry)?;
     let relay = outbox.map(|db| kit::spawn_relay(db.clone(), connections.main.clone()));
-    let readiness = Readiness::new(&connections, running.worker_connections());
+    let readiness = Readiness::new(running.connections());
     // The heartbeat needs the admin port for its HTTP check, and the listener needs the
     // heartbeat for liveness: bind first, then register.
     let heartbeat_ctx = actix::Context::<Heartbeat>::new();

@@ -1,4 +1,5 @@
-//! The instance's two NATS connections, with their events logged and counted.
+//! The instance's NATS connections (a main and an intake, and a pair for each further worker),
+//! with their events logged and counted.
 //!
 //! `main` carries replies, `$SRV`, calls and events out; `intake` receives requests and events
 //! (see [`courier_actors::Connections`] for why they are apart). Every connection event is
@@ -12,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, ConnectError, ConnectOptions, Event};
 use courier_actors::Connections;
 use courier_config::{redact_url, NatsCredentials, NatsSettings};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -34,7 +35,13 @@ pub async fn connect(
     registry: &Registry,
 ) -> Result<Connections, RuntimeError> {
     let events = NatsEvents::register(registry)?;
-    let (main, intake) = events.connect_pair(settings, client_name).await?;
+    let (main, intake) = events
+        .connect_pair(settings, client_name)
+        .await
+        .map_err(|source| RuntimeError::Connect {
+            url: redact_url(&settings.url),
+            source,
+        })?;
     let (settings, client_name) = (settings.clone(), client_name.to_owned());
     Ok(Connections::new(main, intake).per_worker(move |worker| {
         let (events, settings) = (events.clone(), settings.clone());
@@ -86,7 +93,12 @@ impl NatsEvents {
         client_name: &str,
         connection: &'static str,
     ) -> Result<Client, RuntimeError> {
-        connect_one(settings, client_name, connection, self.clone()).await
+        connect_one(settings, client_name, connection, self.clone())
+            .await
+            .map_err(|source| RuntimeError::Connect {
+                url: redact_url(&settings.url),
+                source,
+            })
     }
 
     /// `main` named `client_name` and `intake` named `<client_name>-intake`.
@@ -94,11 +106,10 @@ impl NatsEvents {
         &self,
         settings: &NatsSettings,
         client_name: &str,
-    ) -> Result<(Client, Client), RuntimeError> {
-        let main = self.connect(settings, client_name, "main").await?;
-        let intake = self
-            .connect(settings, &format!("{client_name}-intake"), "intake")
-            .await?;
+    ) -> Result<(Client, Client), ConnectError> {
+        let main = connect_one(settings, client_name, "main", self.clone()).await?;
+        let intake_name = format!("{client_name}-intake");
+        let intake = connect_one(settings, &intake_name, "intake", self.clone()).await?;
         Ok((main, intake))
     }
 
@@ -127,7 +138,7 @@ async fn connect_one(
     client_name: &str,
     connection: &'static str,
     metrics: NatsEvents,
-) -> Result<Client, RuntimeError> {
+) -> Result<Client, ConnectError> {
     // async-nats does not send credentials written in the URL (nats-io/nats.rs#1623): pass
     // them as options.
     let options = match settings.credentials() {
@@ -146,17 +157,15 @@ async fn connect_one(
         .request_timeout(Some(settings.request_timeout))
         .event_callback({
             let up = Arc::new(AtomicBool::new(false));
+            let client: Arc<str> = client_name.into();
             move |event| {
                 metrics.record(connection, &up, &event);
-                async move { log(connection, &event) }
+                let client = client.clone();
+                async move { log(connection, &client, &event) }
             }
         })
         .connect(settings.url.as_str())
         .await
-        .map_err(|source| RuntimeError::Connect {
-            url: redact_url(&settings.url),
-            source,
-        })
 }
 
 /// A bounded label for each kind of event.
@@ -173,20 +182,25 @@ fn event_label(event: &Event) -> &'static str {
     }
 }
 
-fn log(connection: &'static str, event: &Event) {
+/// Logs `event` of the connection named `client` (which worker's, for a further worker's).
+fn log(connection: &'static str, client: &str, event: &Event) {
     match event {
-        Event::Connected => tracing::info!(connection, "NATS connected."),
+        Event::Connected => tracing::info!(connection, client, "NATS connected."),
         Event::Disconnected if connection == "intake" => tracing::warn!(
             connection,
+            client,
             "NATS intake disconnected (the server went away, or a client sent a message the \
              NATS client cannot parse); reconnecting. Replies and $SRV carry on."
         ),
-        Event::Disconnected => tracing::warn!(connection, "NATS disconnected; reconnecting."),
+        Event::Disconnected => {
+            tracing::warn!(connection, client, "NATS disconnected; reconnecting.")
+        }
         Event::SlowConsumer(sid) => tracing::warn!(
             connection,
+            client,
             sid,
             "NATS subscription fell behind; the client dropped messages."
         ),
-        other => tracing::info!(connection, event = %other, "NATS event."),
+        other => tracing::info!(connection, client, event = %other, "NATS event."),
     }
 }

@@ -161,7 +161,7 @@ async fn each_further_worker_of_a_service_opens_a_main_and_an_intake_of_its_own(
         .start(connections.clone(), &three, &prometheus::Registry::new())
         .await
         .unwrap();
-    assert_eq!(running.worker_connections().len(), 2);
+    assert_eq!(running.connections().len(), 3, "a pair for each worker");
     eventually(
         Duration::from_secs(5),
         "a main and an intake for each of three workers",
