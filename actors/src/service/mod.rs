@@ -71,9 +71,9 @@ impl Connections {
     /// Each further worker opens a pair of its own: `connect(index)` (index 1 and up) is called
     /// at start, and the future it returns runs on the worker's thread, so that the
     /// connections' I/O runs there. Their endpoint subscriptions and replies go over them;
-    /// `$SRV`, events and durable consumers stay on these two. A further worker's pair closes
-    /// with its thread when the service stops (its subscriptions drained and its replies
-    /// flushed first); what `connect` returns is used as a pair (its own `per_worker` unused).
+    /// `$SRV`, events and durable consumers stay on these two. [`Running::stop`] drains and
+    /// closes a further worker's pair (these two stay open for their owner); what `connect`
+    /// returns is used as a pair (its own `per_worker` unused).
     pub fn per_worker<F>(mut self, connect: impl Fn(usize) -> F + Send + Sync + 'static) -> Self
     where
         F: Future<Output = Result<Connections, async_nats::ConnectError>> + Send + 'static,

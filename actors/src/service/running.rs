@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -136,6 +137,25 @@ async fn flush(nats: &async_nats::Client) -> bool {
     }
 }
 
+/// Closes a further worker's own pair: drains both (which sends what they still hold) and
+/// waits, within the flush time-out, for their connection tasks to end; `false` (logged) when
+/// they did not.
+async fn close(pair: &super::Connections) -> bool {
+    let closed = async {
+        for nats in [&pair.intake, &pair.main] {
+            if nats.drain().await.is_ok() {
+                // A flush fails once the connection's task has ended.
+                while nats.flush().await.is_ok() {}
+            }
+        }
+    };
+    let ended = tokio::time::timeout(FLUSH_TIMEOUT, closed).await.is_ok();
+    if !ended {
+        tracing::warn!(timeout = ?FLUSH_TIMEOUT, "A worker's NATS connections did not close in time.");
+    }
+    ended
+}
+
 /// Reads a running instance's load; cheap to clone, valid after the instance stops.
 #[derive(Clone)]
 pub struct Monitor(Arc<Shared>);
@@ -243,12 +263,18 @@ impl Running {
             loops.iter().for_each(JoinHandle::abort);
         }
         self.srv_loop.abort();
-        // Before the workers stop: a worker's own connections run on its thread.
-        let replies = self.connections.iter().map(|worker| &worker.main);
-        let flushed = futures::future::join_all(replies.map(flush))
-            .await
-            .into_iter()
-            .all(|flushed| flushed);
+        // The instance's own connections stay open for whoever opened them; a further
+        // worker's own close here, before its thread (where their I/O runs) stops.
+        let (instance, further) = self.connections.split_at(1);
+        let flushed = futures::future::join_all(
+            std::iter::once(flush(&instance[0].main).boxed())
+                .chain(further.iter().map(|pair| close(pair).boxed())),
+        )
+        .await
+        .into_iter()
+        .all(|flushed| flushed);
+        // Their connection events (`closed`) are handled on their threads too.
+        self.workers.settle().await;
         self.workers.stop();
         let report = DrainReport {
             complete: finished && flushed,

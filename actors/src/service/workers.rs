@@ -48,6 +48,15 @@ impl Workers {
         spawned.await.expect("a worker arbiter runs until stopped")
     }
 
+    /// Returns once every further worker has run what was woken on it before the call (a
+    /// task spawned now runs after them).
+    pub(super) async fn settle(&self) {
+        for index in 1..self.count() {
+            // A worker that already stopped has nothing left to run.
+            let _ = self.spawn(index, async {}).await.await;
+        }
+    }
+
     /// Stops the arbiters once their loops have ended (or been aborted).
     pub(super) fn stop(&self) {
         for arbiter in &self.arbiters {

@@ -180,4 +180,23 @@ async fn each_further_worker_of_a_service_opens_a_main_and_an_intake_of_its_own(
     }
     let report = running.stop(Duration::from_secs(1)).await;
     assert!(report.complete, "{report:?}");
+    // The further workers' pairs closed with them; the instance's own stay for their owner.
+    assert_eq!(
+        (connected(&registry, "main"), connected(&registry, "intake")),
+        (1, 1)
+    );
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    for connection in ["main", "intake"] {
+        let line = format!(r#"{NATS_EVENTS}{{connection="{connection}",event="closed"}} 2"#);
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+    let after = courier
+        .call::<_, String>("pairs.ping", &Ping {}, &courier_actors::Meta::root())
+        .await;
+    assert!(
+        matches!(after, Err(courier_actors::CallError::NoResponders { .. })),
+        "{after:?}"
+    );
 }
