@@ -52,13 +52,7 @@ async fn credentials_in_the_url_open_both_connections_and_their_events_are_count
     .await;
     assert_eq!(reply.payload.as_ref(), b"pong");
     answer.abort();
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
-    for connection in ["main", "intake"] {
-        let line = format!(r#"{NATS_EVENTS}{{connection="{connection}",event="connected"}} 1"#);
-        assert!(text.contains(&line), "{line} in\n{text}");
-    }
+    assert_events(&registry, "connected", 1);
     let _ = std::fs::remove_dir_all(store);
 }
 
@@ -74,6 +68,17 @@ async fn a_wrong_password_is_a_connect_error_that_hides_it() {
     assert!(!message.contains("wrongPw9"), "{message}");
     assert!(message.contains("***"), "{message}");
     let _ = std::fs::remove_dir_all(store);
+}
+
+/// Asserts that `registry` counted `event` `count` times for the main and for the intake.
+fn assert_events(registry: &prometheus::Registry, event: &str, count: u64) {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    for connection in ["main", "intake"] {
+        let line = format!(r#"{NATS_EVENTS}{{connection="{connection}",event="{event}"}} {count}"#);
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }
 
 /// The value of `courier_nats_connected{connection}` in `registry`, 0 before its first event.
@@ -185,13 +190,7 @@ async fn each_further_worker_of_a_service_opens_a_main_and_an_intake_of_its_own(
         (connected(&registry, "main"), connected(&registry, "intake")),
         (1, 1)
     );
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
-    for connection in ["main", "intake"] {
-        let line = format!(r#"{NATS_EVENTS}{{connection="{connection}",event="closed"}} 2"#);
-        assert!(text.contains(&line), "{line} in\n{text}");
-    }
+    assert_events(&registry, "closed", 2);
     let after = courier
         .call::<_, String>("pairs.ping", &Ping {}, &courier_actors::Meta::root())
         .await;
