@@ -22,13 +22,16 @@
 //!
 //! It prints requests/s, p50 and p99 latency, the responder process's CPU per request (from
 //! /proc, user + system, all its threads), and each row's ratios to `bare` at the same
-//! concurrency. The NATS rows are measured in rounds (3 by default, `COURIER_BENCH_ROUNDS`):
+//! concurrency. The NATS rows are measured in rounds (5 by default, `COURIER_BENCH_ROUNDS`):
 //! each round measures `bare` and then the rows, so every ratio compares points taken seconds
-//! apart; the table shows medians, and each round's ratio beside them. Each group of rows
+//! apart; the table shows medians, and each round's ratio beside them. On a shared 2-core
+//! machine one round's ratio can be a tenth off the others (the load generator, the server and
+//! the responder share the cores with whatever else runs); the median of five is rarely
+//! moved by one such round, where that of three often was. Each group of rows
 //! (1 worker, 2 workers, PostgreSQL) prints its own bare; rows measured once (reads beside
 //! creates, the HTTP rows) compare with the median bare of the group measured last.
 //!
-//! Run: `cargo bench -p courier-users --bench path` (about eight minutes). Under `cargo test`
+//! Run: `cargo bench -p courier-users --bench path` (about twelve minutes). Under `cargo test`
 //! (no `--bench` argument) it is a seconds-long smoke that checks every request is answered.
 //! `COURIER_BENCH_LEVELS=64` picks concurrencies; `COURIER_BENCH_ONLY=users.get,GET` picks rows (by prefix);
 //! `COURIER_BENCH_SECONDS=20` makes each point last long enough to profile a responder.
@@ -640,7 +643,7 @@ async fn in_rounds(
 fn run() {
     let full = std::env::args().any(|a| a == "--bench");
     let (duration, default_levels, seeded, rounds): (Duration, &[usize], usize, usize) = if full {
-        (Duration::from_secs(2), &[1, 16, 64, 256], 100, 3)
+        (Duration::from_secs(2), &[1, 16, 64, 256], 100, 5)
     } else {
         (Duration::from_millis(100), &[1, 16], 4, 1)
     };
