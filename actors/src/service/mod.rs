@@ -279,9 +279,13 @@ async fn worker_connections(
     instance: Connections,
     workers: &workers::Workers,
 ) -> Result<Vec<Connections>, Error> {
-    let connect = instance.per_worker.clone();
-    let mut all = vec![Connections::new(instance.main, instance.intake)];
-    let Some(connect) = connect else {
+    let Connections {
+        main,
+        intake,
+        per_worker,
+    } = instance;
+    let mut all = vec![Connections::new(main, intake)];
+    let Some(connect) = per_worker else {
         return Ok(all);
     };
     for worker in 1..workers.count() {

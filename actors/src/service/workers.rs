@@ -52,7 +52,7 @@ impl Workers {
     /// task spawned now runs after them).
     pub(super) async fn settle(&self) {
         for index in 1..self.count() {
-            // A worker that already stopped has nothing left to run.
+            // An empty task cannot fail: that it ran is all that is awaited.
             let _ = self.spawn(index, async {}).await.await;
         }
     }

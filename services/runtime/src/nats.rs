@@ -38,10 +38,7 @@ pub async fn connect(
     let (main, intake) = events
         .connect_pair(settings, client_name)
         .await
-        .map_err(|source| RuntimeError::Connect {
-            url: redact_url(&settings.url),
-            source,
-        })?;
+        .map_err(|source| connect_failed(settings, source))?;
     let (settings, client_name) = (settings.clone(), client_name.to_owned());
     Ok(Connections::new(main, intake).per_worker(move |worker| {
         let (events, settings) = (events.clone(), settings.clone());
@@ -95,10 +92,7 @@ impl NatsEvents {
     ) -> Result<Client, RuntimeError> {
         connect_one(settings, client_name, connection, self.clone())
             .await
-            .map_err(|source| RuntimeError::Connect {
-                url: redact_url(&settings.url),
-                source,
-            })
+            .map_err(|source| connect_failed(settings, source))
     }
 
     /// `main` named `client_name` and `intake` named `<client_name>-intake`.
@@ -166,6 +160,14 @@ async fn connect_one(
         })
         .connect(settings.url.as_str())
         .await
+}
+
+/// A connect error, with the server's URL (credentials hidden).
+fn connect_failed(settings: &NatsSettings, source: ConnectError) -> RuntimeError {
+    RuntimeError::Connect {
+        url: redact_url(&settings.url),
+        source,
+    }
 }
 
 /// A bounded label for each kind of event.
