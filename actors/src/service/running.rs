@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -137,10 +136,9 @@ async fn flush(nats: &async_nats::Client) -> bool {
     }
 }
 
-/// Closes a further worker's own pair: drains both (which sends what they still hold) and
-/// waits, within the flush time-out, for their connection tasks to end; `false` (logged) when
-/// they did not.
-async fn close(pair: &super::Connections) -> bool {
+/// Closes a further worker's own pair: drains both and waits, within the flush time-out, for
+/// their connection tasks to end (logged when they did not).
+async fn close(pair: &super::Connections) {
     let closed = async {
         for nats in [&pair.intake, &pair.main] {
             if nats.drain().await.is_ok() {
@@ -149,11 +147,9 @@ async fn close(pair: &super::Connections) -> bool {
             }
         }
     };
-    let ended = tokio::time::timeout(FLUSH_TIMEOUT, closed).await.is_ok();
-    if !ended {
+    if tokio::time::timeout(FLUSH_TIMEOUT, closed).await.is_err() {
         tracing::warn!(timeout = ?FLUSH_TIMEOUT, "A worker's NATS connections did not close in time.");
     }
-    ended
 }
 
 /// Reads a running instance's load; cheap to clone, valid after the instance stops.
@@ -263,16 +259,15 @@ impl Running {
             loops.iter().for_each(JoinHandle::abort);
         }
         self.srv_loop.abort();
+        let replies = self.connections.iter().map(|worker| flush(&worker.main));
+        let flushed = futures::future::join_all(replies)
+            .await
+            .into_iter()
+            .all(|flushed| flushed);
         // The instance's own connections stay open for whoever opened them; a further
-        // worker's own close here, before its thread (where their I/O runs) stops.
-        let (instance, further) = self.connections.split_at(1);
-        let flushed = futures::future::join_all(
-            std::iter::once(flush(&instance[0].main).boxed())
-                .chain(further.iter().map(|pair| close(pair).boxed())),
-        )
-        .await
-        .into_iter()
-        .all(|flushed| flushed);
+        // worker's own close here, before its thread (where their I/O runs) stops. Their
+        // replies are flushed above, so how the close goes is logged, not reported.
+        futures::future::join_all(self.connections[1..].iter().map(close)).await;
         // Their connection events (`closed`) are handled on their threads too.
         self.workers.settle().await;
         self.workers.stop();
